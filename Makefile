@@ -1,0 +1,25 @@
+# make demo | make test | make bench-<name>; each sets up .venv first if needed.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.genpol-setup
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+
+.PHONY: setup demo test bench-multimodal clean
+
+setup: $(STAMP)
+
+$(STAMP): tools/setup.sh setup.py package.xml requirements/ros-wheels.txt requirements/test.txt
+	bash tools/setup.sh $(VENV)
+	@touch $@
+
+demo: setup
+	$(BIN)/genpol demo $(if $(OUT),--out $(OUT))
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench-multimodal: setup
+	$(BIN)/genpol bench multimodal --out $(or $(OUT),bench-results/multimodal)
+
+clean:
+	rm -rf build install log bench-results demo-output .pytest_cache

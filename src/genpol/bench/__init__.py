@@ -1,0 +1,1 @@
+"""Benchmarks (`genpol bench NAME`): each writes results.json and plots into its OUT folder."""

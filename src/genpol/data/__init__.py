@@ -1,0 +1,1 @@
+"""Demonstration data: in-memory arrays, on-disk formats, statistics. No ROS, no torch."""

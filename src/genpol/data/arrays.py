@@ -1,0 +1,85 @@
+"""Training data as arrays: the format every on-disk source is turned into.
+
+A sample is (state (S,), action chunk (H, A), images {camera: (H, W, 3) uint8}).
+Checks happen here, once, before any training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Training data that cannot be trained on; the message names the sample or array."""
+
+
+@dataclass
+class ChunkData:
+    state: np.ndarray  # (N, S) float32
+    action: np.ndarray  # (N, H, A) float32
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (N, H, W, 3) uint8
+    joint_names: list[str] = field(default_factory=list)
+    fps: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.state = np.asarray(self.state, dtype=np.float32)
+        self.action = np.asarray(self.action, dtype=np.float32)
+        validate(self)
+
+    def __len__(self) -> int:
+        return self.state.shape[0]
+
+    @property
+    def horizon(self) -> int:
+        return self.action.shape[1]
+
+
+def validate(data: ChunkData) -> None:
+    if data.state.ndim != 2:
+        raise DataError(f"state must be (N, state_dim), got shape {data.state.shape}")
+    if data.action.ndim != 3:
+        raise DataError(f"action must be (N, horizon, action_dim), got shape {data.action.shape}")
+    n = data.state.shape[0]
+    if n == 0:
+        raise DataError("training data is empty: no samples; record or load some demonstrations")
+    if data.action.shape[0] != n:
+        raise DataError(f"state has {n} samples but action has {data.action.shape[0]}")
+    for name, arr in (("state", data.state), ("action", data.action)):
+        bad = ~np.isfinite(arr.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            raise DataError(
+                f"{name} holds NaN or inf in sample {idx[0]} ({len(idx)} bad samples in all, "
+                f"first ones {idx[:5].tolist()}); clean or drop them before training")
+    for cam, img in data.images.items():
+        if img.ndim != 4 or img.shape[0] != n or img.shape[-1] != 3:
+            raise DataError(f"images[{cam!r}] must be (N={n}, H, W, 3), got shape {img.shape}")
+        if img.dtype != np.uint8:
+            raise DataError(f"images[{cam!r}] must be uint8 RGB, got {img.dtype}")
+
+
+def chunk_episode(states: np.ndarray, actions: np.ndarray, horizon: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step episode arrays -> (state_t, action[t:t+H]) pairs; past the end the last action
+    repeats (the demonstrator holds still), so every step of the episode is a sample."""
+    states = np.asarray(states, dtype=np.float32)
+    actions = np.asarray(actions, dtype=np.float32)
+    if len(states) != len(actions) or len(states) == 0:
+        raise DataError(f"episode has {len(states)} states and {len(actions)} actions; "
+                        "need the same non-zero number")
+    t = len(actions)
+    idx = np.minimum(np.arange(t)[:, None] + np.arange(horizon)[None, :], t - 1)
+    return states, actions[idx]
+
+
+def from_episodes(episodes: Sequence[tuple[np.ndarray, np.ndarray]], horizon: int,
+                  **kwargs) -> ChunkData:
+    """Chunk each (states, actions) episode and stack them."""
+    if not episodes:
+        raise DataError("no episodes given; record or load some demonstrations")
+    pairs = [chunk_episode(s, a, horizon) for s, a in episodes]
+    return ChunkData(np.concatenate([p[0] for p in pairs]),
+                     np.concatenate([p[1] for p in pairs]), **kwargs)

@@ -1,0 +1,63 @@
+"""Pluggable on-disk sources for training: each recognises a path and turns it into ChunkData.
+
+Today: `.npz` archives (keys state, action, optional image.<camera>). Later formats (LeRobot
+v3 datasets) register themselves here so `genpol train` needs no change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from genpol.data.arrays import ChunkData, DataError
+
+Loader = Callable[[Path, int | None], ChunkData]
+_SOURCES: list[tuple[str, Callable[[Path], bool], Loader]] = []
+
+
+def register_source(name: str, recognises: Callable[[Path], bool], loader: Loader) -> None:
+    _SOURCES.append((name, recognises, loader))
+
+
+def load_chunks(path: str | Path, horizon: int | None = None) -> ChunkData:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset {str(path)!r} does not exist")
+    for _, recognises, loader in _SOURCES:
+        if recognises(path):
+            return loader(path, horizon)
+    raise DataError(f"{str(path)!r} is not a dataset genpol can read; known formats: "
+                    f"{[name for name, _, _ in _SOURCES]}")
+
+
+def save_npz(data: ChunkData, path: str | Path) -> Path:
+    path = Path(path)
+    arrays = {"state": data.state, "action": data.action,
+              "fps": np.float32(data.fps), "joint_names": np.array(data.joint_names, dtype=str)}
+    arrays.update({f"image.{cam}": img for cam, img in data.images.items()})
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _load_npz(path: Path, horizon: int | None) -> ChunkData:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "state" not in z or "action" not in z:
+                raise DataError(f"{path} lacks 'state' or 'action' arrays (has {list(z.keys())})")
+            images = {k[len("image."):]: z[k] for k in z.keys() if k.startswith("image.")}
+            data = ChunkData(z["state"], z["action"], images,
+                             [str(j) for j in z["joint_names"]] if "joint_names" in z else [],
+                             float(z["fps"]) if "fps" in z else 10.0)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if horizon is not None and horizon != data.horizon:
+        raise DataError(f"{path} holds chunks of {data.horizon} steps, but horizon {horizon} "
+                        "was asked for")
+    return data
+
+
+register_source("npz", lambda p: p.is_file() and p.suffix == ".npz", _load_npz)

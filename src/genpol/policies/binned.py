@@ -1,0 +1,106 @@
+"""Discretised autoregressive policy: every action value becomes one of n_bins uniform bins.
+
+A categorical per value can hold any number of modes, and predicting the H*A values one after the
+other (step 0 dims 0..A-1, then step 1, ...) lets later values depend on earlier ones, so modes stay
+consistent across dimensions and time. The price is a sequential sampler; a GRU keeps each step
+a single cheap cell update with the hidden state carried along.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genpol.policies.base import Policy, repeat_batch
+from genpol.policies.config import ConfigError, PolicyConfig, register_config, require_positive
+from genpol.policies.nets.observation import ObservationEncoder
+
+
+@register_config
+@dataclass
+class BinnedConfig(PolicyConfig):
+    family_name = "binned"
+    n_bins: int = 64
+    rnn_layers: int = 2
+    temperature: float = 1.0  # softmax temperature at sampling; < 1 sharpens
+
+    def validate(self) -> None:
+        super().validate()
+        require_positive(self, "n_bins", "rnn_layers")
+        if self.n_bins < 2:
+            raise ConfigError(f"BinnedConfig.n_bins must be >= 2, got {self.n_bins}")
+        t = self.temperature
+        if (not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t)
+                or t <= 0):
+            raise ConfigError(f"BinnedConfig.temperature must be a finite number > 0, got {t!r}")
+
+
+def to_bins(action: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Values in [-1, 1] (clipped) -> bin indices (long) in [0, n_bins)."""
+    scaled = (action.clamp(-1.0, 1.0) + 1.0) * (n_bins / 2.0)
+    return scaled.floor().long().clamp(0, n_bins - 1)
+
+
+def from_bins(index: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Bin indices -> bin centers in [-1, 1]."""
+    return (index.float() + 0.5) * (2.0 / n_bins) - 1.0
+
+
+class BinnedPolicy(Policy):
+    config_class = BinnedConfig
+
+    def __init__(self, config: BinnedConfig):
+        super().__init__(config)
+        d, layers = config.hidden_dim, config.rnn_layers
+        self.encoder = ObservationEncoder(config, "vector")
+        self.to_h0 = nn.Linear(d, layers * d)
+        self.cond_in = nn.Linear(d, d)  # the condition also enters every input, not only h0
+        # Index n_bins is the start token that stands before position 0.
+        self.bin_emb = nn.Embedding(config.n_bins + 1, d)
+        self.step_emb = nn.Embedding(config.horizon, d)
+        self.dim_emb = nn.Embedding(config.action_dim, d)
+        self.rnn = nn.GRU(d, d, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(d, config.n_bins)
+        positions = torch.arange(config.horizon * config.action_dim)
+        self.register_buffer("step_of", positions // config.action_dim, persistent=False)
+        self.register_buffer("dim_of", positions % config.action_dim, persistent=False)
+
+    def _start(self, obs: dict, repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Condition -> (per-input offset (M, D), initial hidden state (layers, M, D))."""
+        cond = repeat_batch(self.encoder(obs), repeats)
+        h0 = torch.tanh(self.to_h0(cond)).view(cond.shape[0], self.config.rnn_layers, -1)
+        return self.cond_in(cond), h0.transpose(0, 1).contiguous()
+
+    def _inputs(self, prev: torch.Tensor, pos: torch.Tensor | slice, offset: torch.Tensor):
+        """prev (M, L) previous tokens at positions `pos` -> GRU inputs (M, L, D)."""
+        where = self.step_emb(self.step_of[pos]) + self.dim_emb(self.dim_of[pos])
+        return self.bin_emb(prev) + where + offset.unsqueeze(1)
+
+    def _loss(self, obs, action):
+        target = to_bins(action, self.config.n_bins).flatten(1)  # (B, H*A), step-major
+        start = torch.full_like(target[:, :1], self.config.n_bins)
+        prev = torch.cat([start, target[:, :-1]], dim=1)  # teacher forcing
+        offset, h0 = self._start(obs, 1)
+        out, _ = self.rnn(self._inputs(prev, slice(None), offset), h0)
+        logits = self.head(out)
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        accuracy = (logits.argmax(-1) == target).float().mean()
+        return loss, {"ce": loss.item(), "bin_acc": accuracy.item()}
+
+    def _sample(self, obs, num_samples, generator):
+        cfg = self.config
+        offset, h = self._start(obs, num_samples)
+        m = offset.shape[0]
+        prev = torch.full((m, 1), cfg.n_bins, dtype=torch.long, device=offset.device)
+        tokens = []
+        for i in range(cfg.horizon * cfg.action_dim):
+            out, h = self.rnn(self._inputs(prev, slice(i, i + 1), offset), h)
+            probs = F.softmax(self.head(out[:, 0]) / cfg.temperature, dim=-1)
+            prev = torch.multinomial(probs, 1, generator=generator)
+            tokens.append(prev)
+        chunks = from_bins(torch.cat(tokens, dim=1), cfg.n_bins)
+        return chunks.view(-1, num_samples, cfg.horizon, cfg.action_dim)

@@ -1,0 +1,122 @@
+"""Policy configuration: one dataclass per family, validated before any training starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import yaml
+
+_CONFIGS: dict[str, type["PolicyConfig"]] = {}
+
+
+def register_config(cls: type["PolicyConfig"]) -> type["PolicyConfig"]:
+    _CONFIGS[cls.family_name] = cls
+    return cls
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; raised before anything is built."""
+
+
+@dataclass
+class PolicyConfig:
+    """Fields every family shares: what goes in (state, cameras) and what comes out (H x d chunk)."""
+
+    family_name: ClassVar[str] = ""
+
+    state_dim: int = 2
+    action_dim: int = 2
+    horizon: int = 16
+    fps: float = 10.0
+    hidden_dim: int = 256
+    # Cameras: names of the image inputs, each (3, H, W) uint8 or float in [0, 1].
+    cameras: list[str] = field(default_factory=list)
+    image_shape: list[int] = field(default_factory=lambda: [3, 96, 96])
+    image_encoder: str = "cnn"  # "cnn" or "resnet18"
+    # Robot the policy was trained for; the planner refuses a checkpoint for other joints.
+    joint_names: list[str] = field(default_factory=list)
+
+    @property
+    def family(self) -> str:
+        return self.family_name
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _positive(self, "state_dim", "action_dim", "horizon", "hidden_dim")
+        if not self.fps > 0:
+            raise ConfigError(f"fps must be > 0, got {self.fps}; set e.g. fps: 10")
+        if self.image_encoder not in ("cnn", "resnet18"):
+            raise ConfigError(
+                f"image_encoder must be 'cnn' or 'resnet18', got {self.image_encoder!r}")
+        if len(self.image_shape) != 3 or self.image_shape[0] != 3 or min(self.image_shape) <= 0:
+            raise ConfigError(
+                f"image_shape must be [3, height, width], got {list(self.image_shape)}")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ConfigError(f"camera names must be unique, got {list(self.cameras)}")
+        if self.joint_names and len(self.joint_names) != self.action_dim:
+            raise ConfigError(
+                f"joint_names has {len(self.joint_names)} names but action_dim is "
+                f"{self.action_dim}; give one name per action dimension")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"family": self.family_name}
+        d.update(dataclasses.asdict(self))
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(
+                f"{type(cfg).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def require_positive(cfg: Any, *names: str) -> None:
+    """For family configs: each named field must be a positive integer."""
+    _positive(cfg, *names)
+
+
+def families() -> list[str]:
+    from genpol.policies.registry import FAMILY_MODULES
+
+    return list(FAMILY_MODULES)
+
+
+def config_class(family: str) -> type[PolicyConfig]:
+    """The family's config class, importing the family's module (which registers it)."""
+    if family not in _CONFIGS:
+        from genpol.policies.registry import FAMILY_MODULES
+
+        if family not in FAMILY_MODULES:
+            raise ConfigError(
+                f"unknown policy family {family!r}; choose one of {list(FAMILY_MODULES)}")
+        importlib.import_module(FAMILY_MODULES[family].split(":")[0])
+    return _CONFIGS[family]
+
+
+def make_config(family: str, **values: Any) -> PolicyConfig:
+    """Build a family's config, refusing keys it does not know (a typo must not pass silently)."""
+    cls = config_class(family)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {family} config keys {unknown}; known keys are {sorted(known)}")
+    return cls(**values)
+
+
+def config_from_dict(d: dict[str, Any]) -> PolicyConfig:
+    d = dict(d)
+    family = d.pop("family", None)
+    if family is None:
+        raise ConfigError("policy config has no 'family' key; add e.g. family: flow")
+    return make_config(family, **d)

@@ -1,0 +1,56 @@
+"""Observation encoder: state vector and camera images -> one vector, or a token sequence.
+
+Vector mode feeds the MLP heads and the U-Net's FiLM conditioning; token mode feeds the transformer
+families (ACT keeps image feature maps as tokens). Only the mode asked for is built, so DDP never
+sees parameters that receive no gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from genpol.policies.config import PolicyConfig
+from genpol.policies.nets.image import ImageBackbone
+from genpol.policies.nets.mlp import mlp
+
+
+class ObservationEncoder(nn.Module):
+    def __init__(self, config: PolicyConfig, mode: str = "vector"):
+        super().__init__()
+        if mode not in ("vector", "tokens"):
+            raise ValueError(f"mode must be 'vector' or 'tokens', got {mode!r}")
+        self.mode = mode
+        self.cameras = list(config.cameras)
+        d = config.hidden_dim
+        self.state_proj = nn.Linear(config.state_dim, d)
+        self.backbones = nn.ModuleDict(
+            {name: ImageBackbone(config.image_encoder) for name in self.cameras})
+        self.image_proj = nn.ModuleDict(
+            {name: nn.Linear(bb.out_channels, d) for name, bb in self.backbones.items()})
+        self.out_dim = d
+        if mode == "vector":
+            self.fuse = mlp(d * (1 + len(self.cameras)), d, d, layers=2)
+        else:
+            n_tokens = 1
+            with torch.no_grad():
+                for name, bb in self.backbones.items():
+                    fmap = bb(torch.zeros(1, *config.image_shape))
+                    n_tokens += fmap.shape[2] * fmap.shape[3]
+            self.pos = nn.Parameter(torch.randn(1, n_tokens, d) * 0.02)
+            self.num_tokens = n_tokens
+
+    def forward(self, obs: dict) -> torch.Tensor:
+        """(B, D) in vector mode, (B, T, D) in token mode."""
+        state_feat = self.state_proj(obs["state"])
+        if self.mode == "vector":
+            parts = [state_feat]
+            for name in self.cameras:
+                fmap = self.backbones[name](obs["images"][name])
+                parts.append(self.image_proj[name](fmap.mean(dim=(2, 3))))
+            return self.fuse(torch.cat(parts, dim=-1))
+        tokens = [state_feat.unsqueeze(1)]
+        for name in self.cameras:
+            fmap = self.backbones[name](obs["images"][name])  # (B, C, h, w)
+            tokens.append(self.image_proj[name](fmap.flatten(2).transpose(1, 2)))
+        return torch.cat(tokens, dim=1) + self.pos

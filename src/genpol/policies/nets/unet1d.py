@@ -1,0 +1,114 @@
+"""1D temporal U-Net with FiLM conditioning, after Diffusion Policy (Chi et al. 2023).
+
+Convolutions run along the chunk's time axis with the action dimensions as channels, so the net is
+biased toward smooth chunks. The timestep and the observation enter every residual block as a
+per-channel scale and bias (FiLM) rather than as extra input channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(timestep: torch.Tensor, dim: int,
+                       max_period: float = 10000.0) -> torch.Tensor:
+    """(B,) float timesteps -> (B, dim) sinusoids; callers scale continuous time (e.g. t * 1000)
+    so that neighbouring times differ in the fast frequencies."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period)
+                      * torch.arange(half, device=timestep.device, dtype=torch.float32) / half)
+    args = timestep.float().reshape(-1, 1) * freqs
+    emb = torch.cat([args.sin(), args.cos()], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+class TimestepMLP(nn.Module):
+    """Sinusoidal embedding followed by an MLP, shared by the U-Net and the transformer."""
+
+    def __init__(self, dim: int, out_dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(nn.Linear(dim, dim * 4), nn.Mish(),
+                                 nn.Linear(dim * 4, out_dim or dim))
+
+    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        return self.net(timestep_embedding(timestep, self.dim))
+
+
+class Conv1dBlock(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, n_groups: int):
+        super().__init__(nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2),
+                         nn.GroupNorm(n_groups, c_out), nn.Mish())
+
+
+class CondResBlock(nn.Module):
+    """Two conv blocks; the conditioning vector scales and shifts the first one's output."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, kernel_size: int, n_groups: int):
+        super().__init__()
+        self.block1 = Conv1dBlock(c_in, c_out, kernel_size, n_groups)
+        self.block2 = Conv1dBlock(c_out, c_out, kernel_size, n_groups)
+        self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.film(cond).unsqueeze(-1).chunk(2, dim=1)
+        h = self.block1(x) * scale + bias
+        return self.block2(h) + self.skip(x)
+
+
+class UNet1D(nn.Module):
+    """(x (B, H, A), timestep (B,), cond (B, C)) -> (B, H, A).
+
+    `down_dims` gives the channels per level; each level but the last halves the time axis, so the
+    horizon is zero-padded to a multiple of 2 ** (levels - 1) and the output cropped back: any H
+    works, H = 1 included.
+    """
+
+    def __init__(self, action_dim: int, cond_dim: int, down_dims: list[int] | tuple[int, ...],
+                 kernel_size: int = 5, n_groups: int = 8, time_dim: int = 128):
+        super().__init__()
+        dims = list(down_dims)
+        self.stride = 2 ** (len(dims) - 1)
+        self.time_mlp = TimestepMLP(time_dim)
+        c = time_dim + cond_dim
+
+        def res(c_in: int, c_out: int) -> CondResBlock:
+            return CondResBlock(c_in, c_out, c, kernel_size, n_groups)
+
+        pairs = list(zip([action_dim] + dims[:-1], dims))
+        self.down = nn.ModuleList()
+        for i, (c_in, c_out) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            self.down.append(nn.ModuleList([
+                res(c_in, c_out), res(c_out, c_out),
+                nn.Identity() if last else nn.Conv1d(c_out, c_out, 3, stride=2, padding=1)]))
+        self.mid = nn.ModuleList([res(dims[-1], dims[-1]), res(dims[-1], dims[-1])])
+        self.up = nn.ModuleList()
+        for c_skip, c_below in reversed(pairs[1:]):
+            # Upsample the level below, concatenate the skip of this level, leave with its width.
+            self.up.append(nn.ModuleList([
+                nn.ConvTranspose1d(c_below, c_below, 4, stride=2, padding=1),
+                res(c_below + c_skip, c_skip), res(c_skip, c_skip)]))
+        self.final = nn.Sequential(Conv1dBlock(dims[0], dims[0], kernel_size, n_groups),
+                                   nn.Conv1d(dims[0], action_dim, 1))
+
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        horizon = x.shape[1]
+        c = torch.cat([self.time_mlp(timestep.expand(x.shape[0])), cond], dim=-1)
+        h = F.pad(x.transpose(1, 2), (0, -horizon % self.stride))
+        skips = []
+        for res1, res2, downsample in self.down:
+            h = res2(res1(h, c), c)
+            skips.append(h)
+            h = downsample(h)
+        skips.pop()  # the deepest level is not downsampled, so it needs no skip
+        for block in self.mid:
+            h = block(h, c)
+        for upsample, res1, res2 in self.up:
+            h = res2(res1(torch.cat([upsample(h), skips.pop()], dim=1), c), c)
+        return self.final(h)[..., :horizon].transpose(1, 2)

@@ -1,0 +1,208 @@
+"""Training loop for every family: step-based, seeded, checkpointing, DDP-aware under torchrun.
+
+Under torchrun (WORLD_SIZE > 1) each process draws its own random minibatches (seed + rank) and
+DistributedDataParallel averages the gradients, so the effective batch is world_size x batch_size.
+Only rank 0 writes checkpoints and shows progress.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from genpol.data.arrays import ChunkData, DataError
+from genpol.policies import Policy, PolicyConfig, make_policy, save_policy
+from genpol.policies.config import ConfigError
+from genpol.policies.normalize import compute_stats
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    #: Exponential moving average of the weights (0 = off); diffusion samples better with it.
+    ema_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    checkpoint_every: int = 0  # 0: only the final checkpoint
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"train {name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"train lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0:
+            raise ConfigError("train warmup_steps and checkpoint_every must be >= 0")
+        resolve_device(self.device)
+
+
+@dataclass
+class TrainResult:
+    policy: Policy
+    history: list[dict[str, float]]
+    seconds: float
+    world_size: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu" or name.startswith("cuda"):
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA device is available; "
+                              "use device 'cpu' or 'auto'")
+        return torch.device(name)
+    raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def fit_config(config: PolicyConfig, data: ChunkData) -> None:
+    """Refuse data whose shapes do not match the policy config (before any training)."""
+    want = (config.state_dim, config.horizon, config.action_dim)
+    have = (data.state.shape[1], data.action.shape[1], data.action.shape[2])
+    if want != have:
+        raise DataError(f"data has state_dim={have[0]}, horizon={have[1]}, action_dim={have[2]} "
+                        f"but the policy config says {want[0]}, {want[1]}, {want[2]}")
+    if sorted(data.images) != sorted(config.cameras):
+        raise DataError(f"data has cameras {sorted(data.images)}, config {sorted(config.cameras)}")
+
+
+def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None,
+          out_dir: str | os.PathLike | None = None) -> TrainResult:
+    tcfg = tcfg or TrainConfig()
+    fit_config(config, data)
+    world, rank, local_rank = _distributed()
+    device = resolve_device(tcfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    torch.manual_seed(tcfg.seed)  # same initial weights on every rank
+    policy = make_policy(config)
+    policy.set_stats(compute_stats(data.state, data.action))
+    policy.to(device).train()
+    model: torch.nn.Module = policy
+    if world > 1:
+        model = DistributedDataParallel(policy, device_ids=[device.index] if device.type == "cuda"
+                                        else None)
+    ema = None
+    if tcfg.ema_decay > 0:
+        ema = AveragedModel(policy, multi_avg_fn=get_ema_multi_avg_fn(tcfg.ema_decay),
+                            use_buffers=True)
+
+    opt = torch.optim.AdamW(policy.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, tcfg))
+    tensors = _to_tensors(data, device)
+    rng = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
+    out = Path(out_dir) if out_dir is not None else None
+
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    bar = tqdm(range(1, tcfg.steps + 1), disable=not tcfg.progress or rank != 0,
+               desc=f"train {config.family}", dynamic_ncols=True)
+    for step in bar:
+        batch = _batch(tensors, tcfg.batch_size, rng, device)
+        loss, info = model(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; "
+                                     "lower the learning rate or check the data")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tcfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), tcfg.grad_clip)
+        opt.step()
+        sched.step()
+        if ema is not None:
+            ema.update_parameters(policy)
+        if step % tcfg.log_every == 0 or step == tcfg.steps:
+            row = {"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0], **info}
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+        if out and rank == 0 and tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 \
+                and step != tcfg.steps:
+            save_policy(_final(policy, ema), out / "checkpoints" / f"step_{step:07d}",
+                        {"step": step})
+    seconds = time.perf_counter() - start
+    bar.close()
+    final = _final(policy, ema).eval()
+    if out and rank == 0:
+        save_policy(final, out, {"step": tcfg.steps, "train": asdict(tcfg), "world_size": world,
+                                 "samples": len(data)})
+    return TrainResult(final, history, seconds, world)
+
+
+def _final(policy: Policy, ema: AveragedModel | None) -> Policy:
+    return policy if ema is None else ema.module
+
+
+def _lr_factor(step: int, tcfg: TrainConfig) -> float:
+    if step < tcfg.warmup_steps:
+        return (step + 1) / tcfg.warmup_steps
+    progress = (step - tcfg.warmup_steps) / max(1, tcfg.steps - tcfg.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _to_tensors(data: ChunkData, device: torch.device) -> dict[str, Any]:
+    # State and actions are small: keep them on the device. Images stay on the host as uint8 and
+    # only the minibatch travels.
+    return {"state": torch.from_numpy(data.state).to(device),
+            "action": torch.from_numpy(data.action).to(device),
+            "images": {k: torch.from_numpy(v) for k, v in data.images.items()}}
+
+
+def _batch(t: dict[str, Any], size: int, rng: torch.Generator, device: torch.device) -> dict:
+    idx = torch.randint(0, t["state"].shape[0], (size,), generator=rng)
+    dev_idx = idx.to(device)
+    batch = {"state": t["state"][dev_idx], "action": t["action"][dev_idx]}
+    if t["images"]:
+        batch["images"] = {k: v[idx].permute(0, 3, 1, 2).to(device, non_blocking=True)
+                           for k, v in t["images"].items()}
+    return batch
+
+
+def config_for_data(family: str, data: ChunkData, **overrides: Any) -> PolicyConfig:
+    """A family's config with shapes, cameras, fps and joints taken from the data."""
+    from genpol.policies import make_config
+
+    values: dict[str, Any] = {
+        "state_dim": int(data.state.shape[1]), "horizon": data.horizon,
+        "action_dim": int(data.action.shape[2]), "fps": float(data.fps),
+        "cameras": sorted(data.images), "joint_names": list(data.joint_names)}
+    if data.images:
+        first = next(iter(data.images.values()))
+        values["image_shape"] = [3, int(first.shape[1]), int(first.shape[2])]
+    values.update(overrides)
+    return make_config(family, **values)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)

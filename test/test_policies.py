@@ -1,0 +1,183 @@
+"""The one interface, checked across every family: shapes, checkpoints, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from genpol.policies import (CheckpointError, ConfigError, config_from_dict, families,
+                             load_policy, make_config, make_policy, save_policy)
+from genpol.policies.normalize import compute_stats
+
+# Small enough for CPU tests; each family's own defaults are exercised in its own test file.
+TINY = {
+    "mse": {}, "gaussian": {}, "gmm": {"num_components": 3}, "binned": {"n_bins": 16},
+    "cvae": {"latent_dim": 4, "n_heads": 2, "enc_layers": 1, "dec_layers": 1,
+             "vae_enc_layers": 1, "dim_feedforward": 64},
+    "diffusion": {"down_dims": [16, 32], "num_train_timesteps": 20, "num_inference_steps": 4},
+    "flow": {"down_dims": [16, 32], "num_steps": 4},
+}
+ALL = ["mse", "gaussian", "gmm", "binned", "cvae", "diffusion", "flow"]
+
+
+def tiny(family: str, **kw):
+    values = {"state_dim": 3, "action_dim": 2, "horizon": 6, "hidden_dim": 32, **TINY[family]}
+    values.update(kw)
+    return make_config(family, **values)
+
+
+def batch(cfg, b=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = {"state": torch.randn(b, cfg.state_dim, generator=g),
+           "action": torch.rand(b, cfg.horizon, cfg.action_dim, generator=g) * 2 - 1}
+    if cfg.cameras:
+        out["images"] = {c: torch.randint(0, 256, (b, *cfg.image_shape), dtype=torch.uint8,
+                                          generator=g) for c in cfg.cameras}
+    return out
+
+
+def test_every_family_is_registered():
+    assert families() == ALL
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_loss_and_sample_shapes(family):
+    cfg = tiny(family)
+    policy = make_policy(cfg)
+    loss, info = policy.compute_loss(batch(cfg))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(isinstance(v, float) for v in info.values())
+    obs = batch(cfg, b=2)
+    out = policy.sample(obs, num_samples=5)
+    assert out.shape == (2, 5, cfg.horizon, cfg.action_dim)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("family", ["mse", "cvae", "flow"])
+def test_with_camera(family):
+    cfg = tiny(family, cameras=["front"], image_shape=[3, 32, 32])
+    policy = make_policy(cfg)
+    loss, _ = policy.compute_loss(batch(cfg))
+    assert torch.isfinite(loss)
+    chunks = policy.predict_chunks(np.zeros(3), {"front": np.zeros((32, 32, 3), np.uint8)}, 2)
+    assert chunks.shape == (2, cfg.horizon, cfg.action_dim)
+
+
+def test_resnet18_encoder_shapes():
+    cfg = tiny("mse", cameras=["wrist"], image_shape=[3, 64, 64], image_encoder="resnet18")
+    policy = make_policy(cfg)
+    assert policy.sample(batch(cfg, b=2), 1).shape == (2, 1, 6, 2)
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_checkpoint_round_trip(family, tmp_path):
+    cfg = tiny(family, joint_names=["a", "b"])
+    policy = make_policy(cfg)
+    rng = np.random.default_rng(0)
+    policy.set_stats(compute_stats(rng.normal(size=(50, 3)), rng.normal(size=(50, 6, 2))))
+    save_policy(policy, tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "config.yaml", "model.safetensors", "stats.safetensors"]
+    loaded = load_policy(tmp_path / "ckpt")
+    assert type(loaded) is type(policy) and loaded.config == cfg
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    obs = batch(cfg, b=2)
+    a = policy.sample(obs, 3, torch.Generator().manual_seed(7))
+    b = loaded.sample(obs, 3, torch.Generator().manual_seed(7))
+    assert torch.allclose(a, b)
+
+
+def test_statistics_travel_with_the_model(tmp_path):
+    cfg = tiny("mse")
+    policy = make_policy(cfg)
+    stats = {"state_mean": np.full(3, 5.0), "state_std": np.full(3, 2.0),
+             "action_min": np.array([0.0, 10.0]), "action_max": np.array([1.0, 20.0])}
+    policy.set_stats(stats)
+    save_policy(policy, tmp_path / "c")
+    loaded = load_policy(tmp_path / "c")
+    assert torch.allclose(loaded.normalizer.action_max, torch.tensor([1.0, 20.0]))
+    out = loaded.sample({"state": torch.zeros(1, 3)}, 1)
+    # Un-normalised output lands in the data's units, near the action range.
+    assert out[..., 1].mean() > 5
+
+
+def test_wrong_observation_shape_names_both():
+    policy = make_policy(tiny("mse"))
+    with pytest.raises(ValueError, match=r"shape \(2, 5\), expected \(batch, 3\)"):
+        policy.sample({"state": torch.zeros(2, 5)})
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 2\), expected \(2, 6, 2\)"):
+        policy.compute_loss({"state": torch.zeros(2, 3), "action": torch.zeros(2, 3, 2)})
+    cam = make_policy(tiny("mse", cameras=["front"], image_shape=[3, 32, 32]))
+    with pytest.raises(ValueError, match=r"image 'front' has shape \(1, 3, 16, 16\), expected"):
+        cam.sample({"state": torch.zeros(1, 3), "images": {"front": torch.zeros(1, 3, 16, 16)}})
+    with pytest.raises(ValueError, match="do not match the policy's cameras"):
+        cam.sample({"state": torch.zeros(1, 3)})
+
+
+@pytest.mark.parametrize("family,values,match", [
+    ("flow", {"horizon": 0}, "horizon must be a positive integer"),
+    ("mse", {"horizon": -3}, "horizon must be a positive integer"),
+    ("cvae", {"beta": -1.0}, "beta"),
+    ("diffusion", {"num_inference_steps": 0}, "num_inference_steps"),
+    ("flow", {"num_steps": 0}, "num_steps"),
+    ("mse", {"image_encoder": "vit"}, "image_encoder"),
+    ("mse", {"not_a_key": 1}, "unknown mse config keys"),
+])
+def test_bad_config_values_are_refused(family, values, match):
+    with pytest.raises(ConfigError, match=match):
+        make_config(family, **values)
+
+
+def test_unknown_family_is_refused():
+    with pytest.raises(ConfigError, match="unknown policy family 'dit'.*flow"):
+        make_config("dit")
+    with pytest.raises(ConfigError, match="no 'family' key"):
+        config_from_dict({"horizon": 4})
+
+
+def test_checkpoint_refusals(tmp_path):
+    policy = make_policy(tiny("flow"))
+    save_policy(policy, tmp_path / "flow")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_policy(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="not a directory"):
+        load_policy(tmp_path / "file")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_policy(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="family='flow'.*'cvae' is needed"):
+        load_policy(tmp_path / "flow", expect={"family": "cvae"})
+    with pytest.raises(CheckpointError, match="action_dim=2.*6 is needed"):
+        load_policy(tmp_path / "flow", expect={"action_dim": 6})
+
+
+def test_checkpoint_of_another_shape_names_both(tmp_path):
+    save_policy(make_policy(tiny("mse")), tmp_path / "c")
+    cfg_file = tmp_path / "c" / "config.yaml"
+    raw = yaml.safe_load(cfg_file.read_text())
+    raw["horizon"] = 9  # config now disagrees with the stored weights
+    cfg_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(CheckpointError, match=r"has shape \(\d+,( \d+)?\), but a 'mse' policy"):
+        load_policy(tmp_path / "c")
+
+
+def test_checkpoint_of_another_family_names_both(tmp_path):
+    save_policy(make_policy(tiny("mse")), tmp_path / "m")
+    save_policy(make_policy(tiny("gaussian")), tmp_path / "g")
+    # Weights of a gaussian policy under an mse config.
+    (tmp_path / "m" / "model.safetensors").write_bytes(
+        (tmp_path / "g" / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="'gaussian' policy but its config says 'mse'"):
+        load_policy(tmp_path / "m")
+
+
+def test_checkpoint_never_unpickles(tmp_path):
+    save_policy(make_policy(tiny("mse")), tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="cannot read tensors"):
+        load_policy(tmp_path / "c")

@@ -1,0 +1,153 @@
+"""Training: refusals before any step, checkpoints, the CLI, and DDP on two CPU processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genpol.cli import main as cli_main
+from genpol.data.arrays import ChunkData, DataError, from_episodes
+from genpol.data.sources import load_chunks, save_npz
+from genpol.policies import ConfigError, load_policy
+from genpol.train import TrainConfig, config_for_data, train
+
+HERE = Path(__file__).parent
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    state = rng.normal(size=(n, 3)).astype(np.float32)
+    # Learnable: the chunk is a linear function of the state.
+    action = np.repeat((state[:, :2] * 0.5)[:, None, :], 4, axis=1)
+    return ChunkData(state, action, fps=15.0, joint_names=["j1", "j2"])
+
+
+def test_nan_in_training_data_names_the_sample():
+    d = data()
+    d.action[17, 2, 1] = np.nan
+    with pytest.raises(DataError, match="action holds NaN or inf in sample 17"):
+        ChunkData(d.state, d.action)
+    state = d.state.copy()
+    state[3, 0] = np.inf
+    with pytest.raises(DataError, match="state holds NaN or inf in sample 3"):
+        ChunkData(state, np.zeros((64, 4, 2)))
+
+
+def test_empty_data_is_refused():
+    with pytest.raises(DataError, match="empty"):
+        ChunkData(np.zeros((0, 3)), np.zeros((0, 4, 2)))
+    with pytest.raises(DataError, match="no episodes"):
+        from_episodes([], 4)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"batch_size": -1}, "batch_size"),
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"device": "tpu"}, "device must be"),
+])
+def test_bad_train_config_is_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_data_and_config_must_agree():
+    d = data()
+    cfg = config_for_data("mse", d, horizon=8)
+    with pytest.raises(DataError, match="horizon=4.*8"):
+        train(cfg, d, TrainConfig(steps=1, progress=False))
+
+
+def test_chunking_repeats_the_last_action():
+    states = np.arange(5, dtype=np.float32)[:, None]
+    actions = np.arange(1, 6, dtype=np.float32)[:, None]
+    d = from_episodes([(states, actions)], horizon=3)
+    assert d.action[:, :, 0].tolist() == [[1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 5], [5, 5, 5]]
+
+
+def test_training_lowers_the_loss_and_writes_checkpoints(tmp_path):
+    d = data()
+    cfg = config_for_data("mse", d, hidden_dim=64)
+    tcfg = TrainConfig(steps=300, batch_size=32, lr=3e-3, log_every=10, checkpoint_every=100,
+                       progress=False)
+    result = train(cfg, d, tcfg, out_dir=tmp_path / "run")
+    first, last = result.history[0]["loss"], result.history[-1]["loss"]
+    assert last < first * 0.2
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_0000100", "step_0000200"]
+    loaded = load_policy(tmp_path / "run")
+    assert loaded.config.fps == 15.0 and loaded.config.joint_names == ["j1", "j2"]
+    pred = loaded.predict_chunks(d.state[0])[0]
+    assert np.abs(pred - d.action[0]).max() < 0.25
+
+
+def test_training_is_seeded():
+    d = data()
+    cfg = config_for_data("gaussian", d, hidden_dim=32)
+    runs = [train(cfg, d, TrainConfig(steps=5, batch_size=8, seed=3, progress=False))
+            for _ in range(2)]
+    for (k, a), b in zip(runs[0].policy.state_dict().items(), runs[1].policy.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_ema_weights_are_what_is_saved(tmp_path):
+    d = data()
+    cfg = config_for_data("mse", d, hidden_dim=32)
+    result = train(cfg, d, TrainConfig(steps=20, batch_size=8, ema_decay=0.9, progress=False),
+                   out_dir=tmp_path / "ema")
+    loaded = load_policy(tmp_path / "ema")
+    for key, value in result.policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+
+
+def test_cli_trains_from_an_npz_dataset(tmp_path, capsys):
+    save_npz(data(), tmp_path / "d.npz")
+    assert load_chunks(tmp_path / "d.npz").joint_names == ["j1", "j2"]
+    code = cli_main(["train", "--data", str(tmp_path / "d.npz"), "--family", "gmm",
+                     "--out", str(tmp_path / "ck"), "--steps", "20", "--batch-size", "16",
+                     "--set", "hidden_dim=32", "--set", "num_components=2", "--no-progress",
+                     "--device", "cpu"])
+    assert code == 0
+    assert "trained gmm for 20 steps on 64 samples" in capsys.readouterr().out
+    assert load_policy(tmp_path / "ck").config.num_components == 2
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
+    code = cli_main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path)])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    save_npz(data(), tmp_path / "d.npz")
+    code = cli_main(["train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "x"),
+                     "--family", "nope"])
+    assert code == 2 and "unknown policy family 'nope'" in capsys.readouterr().err
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Ranks draw different minibatches; only gradient averaging keeps their weights equal."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", str(HERE / "ddp_worker.py"),
+         str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "rank1.safetensors"), "pt") as f:
+        assert f.metadata()["world_size"] == "2"
+    r0 = load_file(str(tmp_path / "rank0.safetensors"))
+    r1 = load_file(str(tmp_path / "rank1.safetensors"))
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key
+    # The training moved the weights (so equality is not just the shared initialisation).
+    init = config_for_data("mse", data(), hidden_dim=32)
+    torch.manual_seed(0)
+    from genpol.policies import make_policy
+    fresh = make_policy(init).state_dict()
+    assert not torch.equal(fresh["head.0.weight"], r0["head.0.weight"])
+    assert load_policy(tmp_path / "ckpt").config.hidden_dim == 32
