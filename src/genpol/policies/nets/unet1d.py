@@ -66,7 +66,8 @@ class UNet1D(nn.Module):
 
     `down_dims` gives the channels per level; each level but the last halves the time axis, so the
     horizon is zero-padded to a multiple of 2 ** (levels - 1) and the output cropped back: any H
-    works, H = 1 included.
+    works, H = 1 included. Unlike the reference implementation, the up path upsamples before it
+    concatenates, so every level's skip is used once (there the top level's skip goes unused).
     """
 
     def __init__(self, action_dim: int, cond_dim: int, down_dims: list[int] | tuple[int, ...],
