@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any, Sequence
@@ -52,7 +53,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         families = args.families.split(",") if args.families else None
         start = time.perf_counter()
         results = multimodal.run(families, quick=args.quick, out=args.out, seed=args.seed,
-                                 device=args.device, progress=not args.no_progress)
+                                 device=args.device, progress=not args.no_progress,
+                                 jobs=args.jobs)
         print()
         print(multimodal.format_table(results))
         out = args.out or "bench-results/multimodal"
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--seed", type=int, default=0)
         b.add_argument("--device", default="cpu")
         b.add_argument("--no-progress", action="store_true")
+        b.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                       help="families trained in parallel, one torch thread each")
         b.set_defaults(func=func)
     return p
 

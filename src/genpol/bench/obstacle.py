@@ -22,8 +22,8 @@ class ObstacleTask:
     demo_steps: int = 40      # steps from start to goal
     hold_steps: int = 8       # steps holding at the goal after arrival
     swing: tuple[float, float] = (0.6, 0.7)  # sideways amplitude of a demonstration
-    swerve_out: tuple[float, float] = (0.2, 0.35)  # path fraction over which it swerves out
-    swerve_in: tuple[float, float] = (0.65, 1.0)  # ... and back in to the goal
+    swerve_out: tuple[float, float] = (0.15, 0.38)  # path fraction over which it swerves out
+    swerve_in: tuple[float, float] = (0.62, 1.0)  # ... and back in to the goal
     noise: float = 0.004
     goal_tolerance: float = 0.1
 
@@ -50,9 +50,10 @@ class ObstacleTask:
                                                          np.ndarray]:
         """n episodes of (states, actions) with action_t = p_{t+1}, and each episode's side."""
         rng = np.random.default_rng(seed)
-        starts = self.sample_starts(n, rng)
-        sides = np.where(np.arange(n) % 2 == 0, -1, 1)
-        rng.shuffle(sides)
+        # Each start is demonstrated once to each side: the split is exactly 50/50 wherever the
+        # robot starts, so no start position hints at a side.
+        starts = np.repeat(self.sample_starts((n + 1) // 2, rng), 2, axis=0)[:n]
+        sides = np.tile([-1, 1], (n + 1) // 2)[:n]
         episodes = []
         for start, side in zip(starts, sides):
             path = self.expert_path(start, int(side), rng)
