@@ -1,0 +1,61 @@
+"""The mode-averaging benchmark: the task itself, and the quick run with the issue's targets."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from genpol.bench import multimodal
+from genpol.bench.obstacle import ObstacleTask
+
+GENERATIVE = ["cvae", "diffusion", "flow", "gmm", "binned"]
+
+
+def test_demonstrations_are_safe_and_split_evenly():
+    task = ObstacleTask()
+    episodes, sides = task.demonstrations(40, seed=3)
+    assert sorted(set(sides.tolist())) == [-1, 1] and (sides == -1).sum() == 20
+    for (states, actions), side in zip(episodes, sides):
+        path = np.vstack([states[:1], actions])
+        assert not task.collides(path).any()
+        assert task.side_of(path) == side
+        assert np.linalg.norm(path[-1] - task.goal) < 1e-6
+
+
+def test_the_average_of_the_two_modes_hits_the_obstacle():
+    """The premise: averaging a left and a right demonstration drives into the disc."""
+    task = ObstacleTask()
+    rng = np.random.default_rng(0)
+    start = task.sample_starts(1, rng)[0]
+    mean = (task.expert_path(start, -1, rng) + task.expert_path(start, 1, rng)) / 2
+    assert task.collides(mean).any()
+
+
+def test_mode_entropy():
+    assert multimodal.mode_entropy(0.5) == pytest.approx(1.0)
+    assert multimodal.mode_entropy(0.0) == 0.0 and multimodal.mode_entropy(1.0) == 0.0
+    p = 0.25
+    expected = -(p * math.log(p) + (1 - p) * math.log(1 - p)) / math.log(2)
+    assert multimodal.mode_entropy(p) == pytest.approx(expected)
+
+
+def test_unknown_family_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown families"):
+        multimodal.run(["mse", "transformer"], quick=True, out=tmp_path)
+
+
+def test_quick_benchmark_meets_its_targets(tmp_path):
+    results = multimodal.run(quick=True, out=tmp_path, progress=False, jobs=2)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    for family in multimodal.FAMILIES:
+        assert (tmp_path / f"{family}.png").stat().st_size > 1000
+        assert set(saved[family]) == {"success_rate", "collision_rate", "left_fraction",
+                                      "mode_entropy", "train_seconds", "sample_ms"}
+    print("\n" + multimodal.format_table(results))
+    assert results["mse"]["collision_rate"] >= 0.9
+    for family in GENERATIVE:
+        assert results[family]["success_rate"] >= 0.95, family
+        assert results[family]["mode_entropy"] >= 0.9, family
