@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as F
 from diffusers.schedulers import DDIMScheduler, DDPMScheduler
 
-from genpol.policies.base import Policy, repeat_batch
 from genpol.policies.config import ConfigError, register_config, require_positive
-from genpol.policies.nets.denoiser import DenoiserConfig, build_denoiser, gaussian_noise
-from genpol.policies.nets.observation import ObservationEncoder
+from genpol.policies.denoising import DenoisingPolicy
+from genpol.policies.nets.denoiser import DenoiserConfig
 
 SAMPLERS = ("ddim", "ddpm")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear", "sigmoid")
@@ -48,13 +47,8 @@ class DiffusionConfig(DenoiserConfig):
                                   f"got {getattr(self, key)!r}")
 
 
-class DiffusionPolicy(Policy):
+class DiffusionPolicy(DenoisingPolicy):
     config_class = DiffusionConfig
-
-    def __init__(self, config: DiffusionConfig):
-        super().__init__(config)
-        self.encoder = ObservationEncoder(config, "vector")
-        self.net = build_denoiser(config, self.encoder.out_dim)
 
     def _scheduler(self, kind: str) -> DDPMScheduler | DDIMScheduler:
         cfg = self.config
@@ -74,9 +68,8 @@ class DiffusionPolicy(Policy):
 
     def _sample(self, obs, num_samples, generator):
         cfg = self.config
-        cond = repeat_batch(self.encoder(obs), num_samples)
+        cond, x = self._start(obs, num_samples, generator)
         batch = cond.shape[0]
-        x = gaussian_noise((batch, cfg.horizon, cfg.action_dim), generator, cond.device)
         scheduler = self._scheduler(cfg.sampler)
         # Timesteps stay on the CPU: the scheduler indexes its own CPU tables with them.
         scheduler.set_timesteps(cfg.num_inference_steps)

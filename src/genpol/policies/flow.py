@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genpol.policies.base import Policy, repeat_batch
 from genpol.policies.config import ConfigError, register_config, require_positive
-from genpol.policies.nets.denoiser import DenoiserConfig, build_denoiser, gaussian_noise
-from genpol.policies.nets.observation import ObservationEncoder
+from genpol.policies.denoising import DenoisingPolicy
+from genpol.policies.nets.denoiser import DenoiserConfig
 
 TIME_SAMPLINGS = ("uniform", "beta")
 # The sinusoidal embedding is built for integer-like timesteps; t in [0, 1] is spread over this.
@@ -38,13 +37,8 @@ class FlowConfig(DenoiserConfig):
                               f"got {self.time_sampling!r}")
 
 
-class FlowPolicy(Policy):
+class FlowPolicy(DenoisingPolicy):
     config_class = FlowConfig
-
-    def __init__(self, config: FlowConfig):
-        super().__init__(config)
-        self.encoder = ObservationEncoder(config, "vector")
-        self.net = build_denoiser(config, self.encoder.out_dim)
 
     def _sample_time(self, n: int, device: torch.device) -> torch.Tensor:
         if self.config.time_sampling == "uniform":
@@ -64,9 +58,8 @@ class FlowPolicy(Policy):
 
     def _sample(self, obs, num_samples, generator):
         cfg = self.config
-        cond = repeat_batch(self.encoder(obs), num_samples)
+        cond, x = self._start(obs, num_samples, generator)
         batch = cond.shape[0]
-        x = gaussian_noise((batch, cfg.horizon, cfg.action_dim), generator, cond.device)
         dt = 1.0 / cfg.num_steps
         for i in range(cfg.num_steps):
             t = torch.full((batch,), i * dt * TIME_SCALE, device=x.device)
