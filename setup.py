@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 PACKAGE = "genpol"
 # One `ros2 run genpol <name>` executable per node; the list grows with the nodes.
-NODES: list[str] = []
+NODES = ["sim_arm", "camera", "planner", "executor"]
 
 setup(
     name=PACKAGE,

@@ -71,6 +71,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_bench(args)
 
 
+def cmd_bringup(args: argparse.Namespace) -> int:
+    from genpol.launcher import bringup
+
+    try:
+        return bringup(args.launch_args, duration=args.duration)
+    except RuntimeError as exc:
+        print(f"genpol bringup: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genpol", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser("bringup", help="start the ROS graph without ros2 launch",
+                       description="Same nodes and parameters as `ros2 launch genpol "
+                                   "bringup.launch.py`; arguments as name:=value.")
+    g.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
+                   help="sim, policy_path, executor_mode, rviz, use_mock_hardware")
+    g.add_argument("--duration", type=float, help="stop after this many seconds")
+    g.set_defaults(func=cmd_bringup)
 
     for name, func, helptext in (("bench", cmd_bench, "run a benchmark"),
                                  ("demo", cmd_demo, "the main demonstration")):

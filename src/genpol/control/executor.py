@@ -1,0 +1,163 @@
+"""The chunk executor: turns the planner's overlapping action chunks into a short, safe command.
+
+The ROS node calls add_chunk for every /genpol/action_chunk, set_measured for every
+/joint_states and tick at rate_hz; it publishes what tick returns. All decisions live here so
+they can be tested without ROS: which chunks still count, how they are merged, and how fast the
+command may move. On anything doubtful the executor holds the last commanded position rather
+than guess, and it never jumps: every step is bounded by the speed limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from genpol.control.chunk import Chunk, ChunkResult, check_chunk
+from genpol.control.config import ExecutorConfig
+from genpol.control.ensemble import merge
+from genpol.control.interpolate import TIME_EPS, sample
+from genpol.control.limits import limit_steps
+
+
+@dataclass
+class Command:
+    """What one tick produces: P points, 1/rate_hz apart, starting 1/rate_hz from now."""
+
+    times: np.ndarray  # (P,) seconds from now
+    positions: np.ndarray  # (P, J) in config.joint_names order; (0, J) = publish nothing
+    source: str  # "chunk" or "hold"
+    warnings: list[str] = field(default_factory=list)
+
+
+class ChunkExecutor:
+    def __init__(self, config: ExecutorConfig):
+        self.config = config
+        self._lower = np.asarray(config.lower, dtype=float)
+        self._upper = np.asarray(config.upper, dtype=float)
+        self._max_step = (np.asarray(config.max_velocity, dtype=float)
+                          * config.velocity_scale / config.rate_hz)
+        self._offsets = np.arange(1, config.lookahead_points + 1) / config.rate_hz
+        self._chunks: list[Chunk] = []  # oldest first: sorted by (stamp, arrival)
+        self._seq = 0
+        self._newest_stamp: float | None = None
+        self._last_tick: float | None = None
+        self._measured = np.full(len(config.joint_names), np.nan)
+        self._commanded: np.ndarray | None = None
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self._chunks)
+
+    @property
+    def last_commanded(self) -> np.ndarray | None:
+        """First point of the last command that came from chunks (None before the first)."""
+        return None if self._commanded is None else self._commanded.copy()
+
+    @property
+    def measured(self) -> np.ndarray | None:
+        """Latest measured positions in config order, once every configured joint was seen."""
+        return self._measured.copy() if np.all(np.isfinite(self._measured)) else None
+
+    def set_measured(self, positions: np.ndarray, joint_names: Sequence[str]) -> None:
+        """Record /joint_states. Joints we do not command are ignored, and so are NaN values:
+        a partial message (another joint group's publisher) updates only what it names."""
+        pos = np.asarray(positions, dtype=float).reshape(-1)
+        names = list(joint_names)
+        if pos.shape[0] != len(names):
+            raise ValueError(f"set_measured got {pos.shape[0]} positions for {len(names)} names")
+        index = {n: i for i, n in enumerate(self.config.joint_names)}
+        for name, value in zip(names, pos):
+            i = index.get(str(name))
+            if i is not None and np.isfinite(value):
+                self._measured[i] = value
+
+    def add_chunk(self, stamp: float, joint_names: Sequence[str], times_from_start: np.ndarray,
+                  positions: np.ndarray) -> ChunkResult:
+        chunk, result = check_chunk(self.config, stamp, joint_names, times_from_start, positions,
+                                    self._seq)
+        if chunk is None:
+            return result
+        ref = self._last_tick if self._last_tick is not None else self._newest_stamp
+        if ref is not None:
+            age = ref - chunk.stamp
+            if age > self.config.max_chunk_age_s:
+                return ChunkResult(False, f"dropped: stale, stamp is {age:.3f} s old "
+                                          f"(max_chunk_age_s {self.config.max_chunk_age_s})")
+            if -age > self.config.max_chunk_age_s:
+                result.warnings.append(f"stamp is {-age:.3f} s in the future: are the planner "
+                                       "and the executor on the same clock (use_sim_time)?")
+        self._seq += 1
+        self._chunks.append(chunk)
+        self._chunks.sort(key=lambda c: (c.stamp, c.seq))
+        self._newest_stamp = chunk.stamp if self._newest_stamp is None \
+            else max(self._newest_stamp, chunk.stamp)
+        if self._last_tick is None:  # no tick to prune them yet: keep the buffer bounded
+            newest = self._newest_stamp
+            self._chunks = [c for c in self._chunks
+                            if newest - c.stamp <= self.config.max_chunk_age_s]
+        return result
+
+    def tick(self, now: float) -> Command:
+        now = float(now)
+        if not np.isfinite(now):
+            raise ValueError(f"tick(now) needs a finite time, got {now}")
+        warnings: list[str] = []
+        if self._last_tick is not None and now < self._last_tick:
+            warnings.append(f"clock went back {self._last_tick - now:.3f} s: dropped all chunks")
+            self._chunks.clear()
+            self._newest_stamp = None
+        self._last_tick = now
+        self._chunks = [c for c in self._chunks
+                        if now - c.stamp <= self.config.max_chunk_age_s
+                        and c.end >= now - TIME_EPS]
+        if not self._chunks:
+            return self._hold(warnings)
+
+        query = now + self._offsets
+        samples = [sample(c.times, c.positions, query) for c in self._chunks]
+        covered = np.stack([s[1] for s in samples])
+        if not covered.any():
+            return self._hold(warnings)
+        start = self._commanded if self._commanded is not None else self.measured
+        if start is None:
+            warnings.append("waiting for /joint_states of "
+                            f"{self._unmeasured()} before moving")
+            return self._empty(warnings)
+
+        targets = merge(np.stack([s[0] for s in samples]), covered,
+                        self.config.mode, self.config.ensemble_m)
+        prev = start
+        for p in range(targets.shape[0]):  # no chunk covers this time: hold the value before it
+            if np.isnan(targets[p, 0]):
+                targets[p] = prev
+            prev = targets[p]
+
+        points, scale = limit_steps(start, targets, self._max_step)
+        if scale < 1.0:
+            warnings.append(f"speed limited: steps scaled down to {scale:.2f} of what the chunks "
+                            f"asked (velocity_scale {self.config.velocity_scale})")
+        # A start beyond a limit (measured state) comes back inside at the speed limit, not in a
+        # jump: the box is widened to include it. Everything chunks ask for is inside the limits.
+        outside = (start < self._lower) | (start > self._upper)
+        if outside.any():
+            names = [n for n, o in zip(self.config.joint_names, outside) if o]
+            warnings.append(f"start position of {names} is outside the joint limits; "
+                            "moving back inside at the speed limit")
+        points = np.clip(points, np.minimum(self._lower, start), np.maximum(self._upper, start))
+        self._commanded = points[0].copy()
+        return Command(self._offsets.copy(), points, "chunk", warnings)
+
+    def _hold(self, warnings: list[str]) -> Command:
+        position = self._commanded if self._commanded is not None else self.measured
+        if position is None:
+            return self._empty(warnings)
+        points = np.repeat(position[None, :], len(self._offsets), axis=0)
+        return Command(self._offsets.copy(), points, "hold", warnings)
+
+    def _empty(self, warnings: list[str]) -> Command:
+        return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), "hold", warnings)
+
+    def _unmeasured(self) -> list[str]:
+        return [n for n, v in zip(self.config.joint_names, self._measured) if not np.isfinite(v)]

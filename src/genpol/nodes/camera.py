@@ -1,0 +1,100 @@
+"""camera: OpenCV frames (a USB camera or a video file) out as sensor_msgs/Image + CameraInfo.
+
+Opening, reconnecting and conversion live in genpol.capture and genpol.imaging; this node only
+keeps time, fills messages and logs once per change of the capture's state.
+"""
+
+from __future__ import annotations
+
+import array
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+
+from genpol.capture import ENDED, STREAMING, Capture, CaptureConfig, CaptureStatus, parse_source
+from genpol.imaging import camera_info_fields, camera_info_topic, to_image_fields
+from genpol.nodes.runner import run_node
+
+# Reliable publishers match both reliable and best-effort subscribers (the reverse is not true);
+# depth 1 because only the newest frame matters. Subscribers that want the latest frame with no
+# retransmission waits should use rclpy.qos.qos_profile_sensor_data.
+IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST)
+
+
+class CameraNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("camera", **kwargs)
+        d = CaptureConfig()
+        loose = ParameterDescriptor(dynamic_typing=True)  # `source:=0` and `fps:=30` both work
+        self.declare_parameter("source", str(d.source), loose)
+        self.declare_parameter("width", d.width)
+        self.declare_parameter("height", d.height)
+        self.declare_parameter("fps", d.fps, loose)
+        self.declare_parameter("loop_video", d.loop_video)
+        self.declare_parameter("frame_id", "camera")
+        self.declare_parameter("fov_deg", 60.0, loose)
+        self.declare_parameter("topic", "/camera/image_raw")
+        get = lambda n: self.get_parameter(n).value  # noqa: E731
+
+        self.config = CaptureConfig(
+            source=parse_source(str(get("source"))), width=int(get("width")),
+            height=int(get("height")), fps=float(get("fps")), loop_video=bool(get("loop_video")))
+        self.frame_id = str(get("frame_id"))
+        self.info_fields = camera_info_fields(self.config.width, self.config.height,
+                                              float(get("fov_deg")))
+        topic = str(get("topic"))
+        self.capture = Capture(self.config)
+        self.image_pub = self.create_publisher(Image, topic, IMAGE_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, camera_info_topic(topic), IMAGE_QOS)
+        self.last_status = CaptureStatus()
+        self.frames_published = 0
+        self.timer = self.create_timer(1.0 / self.config.fps, self._tick)
+        self.get_logger().info(
+            f"camera: {self.capture.description} -> {topic} at {self.config.fps:g} Hz, "
+            f"{self.config.width}x{self.config.height} rgb8")
+
+    def _tick(self) -> None:
+        frame = self.capture.read()
+        self._log_status_change()
+        if frame is None:
+            return
+        stamp = self.get_clock().now().to_msg()
+        fields = to_image_fields(frame, "rgb8")
+        img = Image(height=fields["height"], width=fields["width"], encoding=fields["encoding"],
+                    is_bigendian=fields["is_bigendian"], step=fields["step"])
+        img.data = array.array("B", fields["data"])  # a bytes value is checked per element: slow
+        img.header.stamp = stamp
+        img.header.frame_id = self.frame_id
+        info = CameraInfo(**self.info_fields)
+        info.header = img.header
+        self.image_pub.publish(img)
+        self.info_pub.publish(info)
+        self.frames_published += 1
+
+    def _log_status_change(self) -> None:
+        status = self.capture.status
+        if status.same_as(self.last_status):
+            return
+        self.last_status = status
+        log = self.get_logger()
+        if status.state == STREAMING:
+            log.info(f"camera: streaming from {status.reason}")
+        elif status.state == ENDED:
+            log.warning(f"camera: no more frames: {status.reason}; restart the node to replay")
+        else:
+            log.warning(f"camera: source unavailable: {status.reason}; retrying with backoff "
+                        f"({self.config.retry_min_s:g} s doubling to {self.config.retry_max_s:g} s)")
+
+    def close(self) -> None:
+        self.capture.close()
+
+
+def main(args=None) -> None:
+    run_node(CameraNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""planner: latest observation in, sampled action chunks out (and their paths as markers).
+
+Inference runs on its own thread so subscription callbacks never wait on the policy.
+`ros2 param set /planner policy_path <dir>` swaps the policy at run time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from genpol.imaging import from_image_fields
+from genpol.nodes.markers import chunk_markers
+from genpol.nodes.messages import duration_msg, stamp_s, time_msg, trajectory_msg
+from genpol.nodes.runner import run_node
+from genpol.planning import PolicyRunner, check_checkpoint
+
+
+class PlannerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("planner", **kwargs)
+        defaults = {
+            "policy_path": "", "device": "auto", "num_samples": 8, "inference_rate_hz": 10.0,
+            "max_observation_age_s": 0.5, "state_topic": "/joint_states",
+            "camera_topics": ["front=/camera/image_raw", "wrist=/wrist_camera/image_raw"],
+            "chunk_topic": "/genpol/action_chunk", "marker_topic": "/genpol/chunk_markers",
+            "frame_id": "base_link",
+        }
+        for name, default in defaults.items():
+            self.declare_parameter(name, default)
+        get = lambda n: self.get_parameter(n).value  # noqa: E731
+        self.runner = PolicyRunner(get("device"))
+        self.num_samples = int(get("num_samples"))
+        self.rate_hz = float(get("inference_rate_hz"))
+        self.max_age = float(get("max_observation_age_s"))
+        self.frame_id = get("frame_id")
+        self._lock = threading.Lock()
+        self._state: tuple[float, dict[str, float]] | None = None
+        self._images: dict[str, np.ndarray] = {}
+        self._last_planned_stamp = -1.0
+        self.chunks_published = 0
+
+        self.chunk_pub = self.create_publisher(JointTrajectory, get("chunk_topic"), 10)
+        self.marker_pub = self.create_publisher(MarkerArray, get("marker_topic"), 10)
+        self.create_subscription(JointState, get("state_topic"), self._on_state, 10)
+        for entry in get("camera_topics"):
+            cam, _, topic = entry.partition("=")
+            self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), 2)
+
+        path = get("policy_path")
+        if path:
+            reason = check_checkpoint(path)
+            if reason:
+                self.get_logger().error(f"policy_path refused: {reason}")
+            else:
+                self.runner.load(path)
+                self._log_policy()
+        else:
+            self.get_logger().info("no policy yet: set one with "
+                                   "`ros2 param set /planner policy_path <checkpoint dir>`")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
+        self._thread.start()
+
+    # ---- parameters ---------------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "policy_path":
+                reason = check_checkpoint(p.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+            elif p.name == "num_samples" and not (isinstance(p.value, int) and p.value > 0):
+                return SetParametersResult(successful=False,
+                                           reason="num_samples must be a positive integer")
+            elif p.name == "inference_rate_hz" and not (
+                    isinstance(p.value, (int, float)) and p.value >= 0):
+                return SetParametersResult(successful=False,
+                                           reason="inference_rate_hz must be >= 0 (0: no limit)")
+            elif p.name in ("device", "state_topic", "camera_topics", "chunk_topic",
+                            "marker_topic"):
+                return SetParametersResult(successful=False,
+                                           reason=f"{p.name} is read at start-up; restart the "
+                                                  "planner to change it")
+        for p in params:  # every value is valid: apply them
+            if p.name == "policy_path":
+                self.get_logger().info(f"loading policy {p.value} ...")
+                self.runner.load_in_background(p.value, self._on_loaded)
+            elif p.name == "num_samples":
+                self.num_samples = p.value
+            elif p.name == "inference_rate_hz":
+                self.rate_hz = float(p.value)
+            elif p.name == "max_observation_age_s":
+                self.max_age = float(p.value)
+        return SetParametersResult(successful=True)
+
+    def _on_loaded(self, path: str, error: str) -> None:
+        if error:
+            self.get_logger().error(f"could not load {path}: {error}; the previous policy "
+                                    f"({self.runner.path or 'none'}) keeps running")
+        else:
+            self._log_policy()
+
+    def _log_policy(self) -> None:
+        cfg = self.runner.policy.config
+        self.get_logger().info(
+            f"policy {self.runner.path}: {cfg.family}, chunk {cfg.horizon} x {cfg.action_dim} at "
+            f"{cfg.fps:g} Hz, cameras {cfg.cameras or 'none'}, on {self.runner.device}")
+
+    # ---- observations -------------------------------------------------------------------------
+    def _on_state(self, msg: JointState) -> None:
+        if len(msg.name) != len(msg.position):
+            return
+        with self._lock:
+            self._state = (stamp_s(msg.header.stamp), dict(zip(msg.name, msg.position)))
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        try:
+            img = from_image_fields(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data))
+        except ValueError as exc:
+            self.get_logger().warning(f"camera {camera}: {exc}", throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._images[camera] = img
+
+    # ---- inference thread ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_time = time.monotonic()
+        while not self._stop.is_set() and rclpy.ok(context=self.context):
+            if self.rate_hz > 0:
+                delay = next_time - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                next_time = max(next_time + 1.0 / self.rate_hz, time.monotonic())
+            if not self._plan_once():
+                self._stop.wait(0.005)
+
+    def _plan_once(self) -> bool:
+        with self._lock:
+            state, images = self._state, dict(self._images)
+        if state is None or self.runner.policy is None:
+            return False
+        stamp, positions = state
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if stamp <= self._last_planned_stamp or now - stamp > self.max_age:
+            return False  # nothing new, or too old to plan on
+        try:
+            policy, chunks = self.runner.sample(positions, images, self.num_samples)
+        except ValueError as exc:
+            self.get_logger().warning(f"not planning: {exc}", throttle_duration_sec=2.0)
+            return False
+        self._last_planned_stamp = stamp
+        self._publish(policy, stamp, chunks)
+        return True
+
+    def _publish(self, policy, stamp: float, chunks: np.ndarray) -> None:
+        cfg = policy.config
+        durations = [duration_msg(k / cfg.fps) for k in range(cfg.horizon)]
+        self.chunk_pub.publish(trajectory_msg(cfg.joint_names, durations, chunks[0],
+                                              stamp=time_msg(stamp)))
+        self.chunks_published += 1
+        self.marker_pub.publish(chunk_markers(chunks, cfg.joint_names, self.frame_id,
+                                              self.get_clock().now().to_msg()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def main(args=None) -> None:
+    run_node(PlannerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The planner's core, free of ROS: which policy runs, and turning an observation into chunks.
+
+A policy swap is checked cheaply and synchronously (so a bad path is refused in the parameter
+result), loaded off the caller's thread, and switched in with one reference assignment, so a
+chunk is always sampled by exactly one policy.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping
+
+import numpy as np
+
+from genpol import robot
+from genpol.policies.checkpoint import CheckpointError, read_config
+
+
+def check_checkpoint(path: str) -> str:
+    """Empty string if `path` holds a policy for the SO-101, else the reason it does not."""
+    if not path:
+        return "policy_path is empty; give a checkpoint directory"
+    try:
+        raw = read_config(path)
+    except CheckpointError as exc:
+        return str(exc)
+    joints = list(raw.get("joint_names") or [])
+    if sorted(joints) != sorted(robot.JOINT_NAMES):
+        return (f"checkpoint {path!r} is for joints {joints or 'unnamed'}, but this robot has "
+                f"{list(robot.JOINT_NAMES)}")
+    if raw.get("state_dim") != len(joints):
+        return (f"checkpoint {path!r} expects a state of {raw.get('state_dim')} values; the "
+                f"planner feeds the {len(joints)} joint positions")
+    return ""
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+class PolicyRunner:
+    """Holds the running policy and samples chunks for one observation at a time."""
+
+    def __init__(self, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.policy = None
+        self.path = ""
+        self._loading: threading.Thread | None = None
+
+    def load(self, path: str) -> None:
+        """Load now (on this thread) and switch to it; raises CheckpointError on failure."""
+        from genpol.policies import load_policy
+
+        reason = check_checkpoint(path)
+        if reason:
+            raise CheckpointError(reason)
+        policy = load_policy(path, device=self.device)
+        self.policy, self.path = policy, path  # one assignment: the swap is atomic
+
+    def load_in_background(self, path: str, done: Callable[[str, str], None]) -> None:
+        """Load on a worker thread; `done(path, error)` is called after (error empty on success)."""
+        def work() -> None:
+            try:
+                self.load(path)
+                done(path, "")
+            except Exception as exc:  # reported to the node, the old policy keeps running
+                done(path, f"{type(exc).__name__}: {exc}")
+
+        self._loading = threading.Thread(target=work, name="policy-loader", daemon=True)
+        self._loading.start()
+
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        if self._loading is not None:
+            self._loading.join(timeout)
+
+    @property
+    def joint_names(self) -> list[str]:
+        return list(self.policy.config.joint_names) if self.policy is not None else []
+
+    def sample(self, positions_by_name: Mapping[str, float],
+               images: Mapping[str, np.ndarray] | None, num_samples: int):
+        """(policy, chunks (N, H, A)) for one observation; positions are matched by joint name.
+
+        Returns the policy used so the caller labels the chunk with that policy's fps and
+        joints even if a swap lands meanwhile.
+        """
+        policy = self.policy
+        if policy is None:
+            raise RuntimeError("no policy loaded")
+        names = policy.config.joint_names
+        missing = [n for n in names if n not in positions_by_name]
+        if missing:
+            raise ValueError(f"joint state lacks {missing}")
+        state = np.array([positions_by_name[n] for n in names], dtype=np.float32)
+        cams = {}
+        for cam in policy.config.cameras:
+            if images is None or cam not in images:
+                raise ValueError(f"no image yet from camera {cam!r}")
+            cams[cam] = _fit(images[cam], policy.config.image_shape)
+        return policy, policy.predict_chunks(state, cams or None, num_samples)
+
+
+def _fit(img: np.ndarray, shape) -> np.ndarray:
+    """Resize an (H, W, 3) frame to the policy's image size when the camera differs."""
+    _, h, w = shape
+    if img.shape[:2] == (h, w):
+        return img
+    import cv2
+
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
