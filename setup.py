@@ -28,6 +28,7 @@ setup(
         "diffusers>=0.27",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        "opencv-python-headless>=4.8",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
     zip_safe=True,

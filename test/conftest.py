@@ -17,8 +17,8 @@ import pytest
 @pytest.fixture(scope="session")
 def ros_env(tmp_path_factory):
     pytest.importorskip("rclpy", reason="rclpy not installed (make setup adds the ROS 2 wheels)")
-    saved = {k: os.environ.get(k) for k in
-             ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_LOG_DIR")}
+    keys = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_LOG_DIR")
+    saved = {k: os.environ.get(k) for k in keys}
     # 1..100: Fast DDS's ports for these stay below Linux's ephemeral range.
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -168,13 +170,27 @@ def test_stale_chunks_are_refused():
 
 def test_out_of_limit_positions_are_clamped_with_a_warning():
     upper = robot.upper_limits()[0]
-    ex = executor(start=[1.9, 0, 0, 0, 0, 0], max_velocity=FAST)
+    ex = executor(start=[1.9, 0, 0, 0, 0, 0], max_velocity=FAST, mode="average")
     result = constant_chunk(ex, 0.0, [2.5, 0, 0, 0, 0, 0])
     assert result.accepted
     assert len(result.warnings) == 1
     assert "shoulder_pan" in result.warnings[0] and "2.5" in result.warnings[0]
     cmd = ex.tick(0.0)
     np.testing.assert_allclose(cmd.positions[:, 0], upper)
+    # clamped when it arrives, not only on the way out: it merges as `upper`, not as 2.5
+    constant_chunk(ex, 0.0, [1.5, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(ex.tick(0.02).positions[:, 0], (upper + 1.5) / 2)
+
+
+def test_measured_state_beyond_a_limit_comes_back_at_the_speed_limit():
+    lower = robot.lower_limits()[5]
+    start = np.array([0, 0, 0, 0, 0, lower - 0.1])  # gripper calibrated slightly past its limit
+    ex = executor(start=start, velocity_scale=0.5)
+    constant_chunk(ex, 0.0, np.zeros(J))
+    cmd = ex.tick(0.0)
+    step = 3.0 * 0.5 / 50.0
+    np.testing.assert_allclose(cmd.positions[:, 5], start[5] + step * np.arange(1, 6))
+    assert any("outside the joint limits" in w for w in cmd.warnings)
 
 
 # --- speed limit ----------------------------------------------------------------------------
@@ -327,3 +343,10 @@ def test_scenario_chunks_every_100ms_ticks_at_50hz_stay_continuous():
     assert sources[:3] == ["hold"] * 3  # nothing arrived before 0.05 s
     assert set(sources[3:]) == {"chunk"}
     assert ex.num_chunks <= 11  # old chunks are dropped (1 s of them at most)
+
+
+def test_control_imports_neither_torch_nor_rclpy():
+    code = ("import sys, genpol.control; "
+            "print([m for m in ('torch', 'rclpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

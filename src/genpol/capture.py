@@ -83,7 +83,7 @@ class CaptureStatus:
 
 
 class Capture:
-    """A cv2.VideoCapture that reopens its source with backoff; `read()` gives RGB frames or None."""
+    """A cv2.VideoCapture that reopens its source with backoff; `read()` gives RGB or None."""
 
     def __init__(self, config: CaptureConfig, *, clock: Callable[[], float] = time.monotonic):
         self.config = config
@@ -100,14 +100,14 @@ class Capture:
             self._watch = f"/dev/video{src}" if sys.platform.startswith("linux") else None
         else:
             self._watch = src
-        self.description = f"camera {src}" if isinstance(src, int) else str(src)
+        self.description = f"device {src}" if isinstance(src, int) else str(src)
 
     @property
     def status(self) -> CaptureStatus:
         return self._status
 
     def read(self) -> np.ndarray | None:
-        """The next frame, (height, width, 3) uint8 RGB; None while the source is missing or ended."""
+        """The next frame, (height, width, 3) uint8 RGB; None while the source is away or ended."""
         if self._status.state == ENDED:
             return None
         if self._cap is None and not self._try_open():
@@ -122,7 +122,8 @@ class Capture:
                 return None
             if not self.config.loop_video:
                 self._release()
-                self._status = CaptureStatus(ENDED, f"end of {self.description} (loop_video is off)")
+                self._status = CaptureStatus(
+                    ENDED, f"end of {self.description} (loop_video is off)")
                 return None
             self._release()  # loop: reopening is reliable where seeking is not, for every codec
             if not self._try_open(now=True):
@@ -186,5 +187,6 @@ class Capture:
         h, w = self.config.height, self.config.width
         if frame.shape[:2] != (h, w):
             shrink = frame.shape[0] > h or frame.shape[1] > w
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            frame = cv2.resize(frame, (w, h), interpolation=method)
         return frame

@@ -67,11 +67,13 @@ def from_image_fields(height: int, width: int, encoding: str, step: int, data) -
     channels = _channels(encoding)
     row = width * channels
     if step < row:
-        raise ValueError(f"step {step} is shorter than a row of {width} {encoding} pixels ({row} bytes)")
+        raise ValueError(
+            f"step {step} is shorter than a row of {width} {encoding} pixels ({row} bytes)")
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size != step * height:
         raise ValueError(
-            f"image data has {buf.size} bytes, expected {step * height} (step {step} x height {height})"
+            f"image data has {buf.size} bytes, expected {step * height} "
+            f"(step {step} x height {height})"
         )
     pixels = buf.reshape(height, step)[:, :row].reshape(height, width, channels)
     if encoding == "rgb8":
@@ -86,10 +88,10 @@ def from_image_fields(height: int, width: int, encoding: str, step: int, data) -
 
 
 def camera_info_fields(width: int, height: int, fov_deg: float, *, vertical: bool = False) -> dict:
-    """Fields of a sensor_msgs/CameraInfo for an ideal pinhole camera (square pixels, no distortion).
+    """Fields of a sensor_msgs/CameraInfo for an ideal pinhole: square pixels, no distortion.
 
     `fov_deg` is the horizontal field of view, or the vertical one with `vertical=True` (MuJoCo's
-    `fovy`). The principal point is the image centre in ROS's convention (pixel centres at integers).
+    `fovy`). The principal point is the image centre, pixel centres at integers as in ROS.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")

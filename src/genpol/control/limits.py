@@ -1,4 +1,4 @@
-"""The last line of defence before a command leaves the executor: speed and position limits.
+"""The last line of defence before a command leaves the executor: the speed limit.
 
 Steps that are too fast are shrunk as a whole vector, not joint by joint, so the arm still moves
 towards where the policy wanted, only slower; clipping joints separately would bend the path.
@@ -27,7 +27,3 @@ def limit_steps(start: np.ndarray, targets: np.ndarray,
         prev = prev + step
         out[p] = prev
     return out, worst
-
-
-def clamp(positions: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    return np.clip(positions, lower, upper)

@@ -85,8 +85,9 @@ class CameraNode(Node):
         elif status.state == ENDED:
             log.warning(f"camera: no more frames: {status.reason}; restart the node to replay")
         else:
+            c = self.config
             log.warning(f"camera: source unavailable: {status.reason}; retrying with backoff "
-                        f"({self.config.retry_min_s:g} s doubling to {self.config.retry_max_s:g} s)")
+                        f"({c.retry_min_s:g} s doubling to {c.retry_max_s:g} s)")
 
     def close(self) -> None:
         self.capture.close()

@@ -1,0 +1,76 @@
+"""The executor node over real rclpy: chunks in, 50 Hz multi-point trajectories out."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from genpol import robot  # noqa: E402
+from genpol.nodes.executor import ExecutorNode  # noqa: E402
+from genpol.nodes.messages import duration_msg, duration_s, time_msg, trajectory_msg  # noqa: E402
+from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
+
+HOME = np.array([0.0, -0.5, 0.5, 0.2, 0.0, 0.3])
+
+
+def _joint_state(node, q):
+    msg = JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in q])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    return msg
+
+
+def _chunk(node, start, end, n=10, fps=10.0, names=robot.JOINT_NAMES, stamp=None):
+    positions = np.linspace(start, end, n)
+    now = node.get_clock().now().nanoseconds * 1e-9 if stamp is None else stamp
+    return trajectory_msg(names, [duration_msg(k / fps) for k in range(n)], positions,
+                          stamp=time_msg(now))
+
+
+def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
+    node = ExecutorNode(parameter_overrides=[Parameter("mode", value="latest")])
+    probe = rclpy.create_node("probe")
+    arm = TopicCollector(probe, JointTrajectory, "/arm_controller/joint_trajectory")
+    grip = TopicCollector(probe, JointTrajectory, "/gripper_controller/joint_trajectory")
+    state_pub = probe.create_publisher(JointState, "/joint_states", 10)
+    chunk_pub = probe.create_publisher(JointTrajectory, "/genpol/action_chunk", 10)
+    with spinning(node, probe):
+        time.sleep(0.3)
+        assert len(arm) == 0, "published before any joint state was known"
+        state_pub.publish(_joint_state(probe, HOME))
+        assert wait_for(lambda: len(arm) >= 5, timeout=5)
+        held = arm.messages[-1]
+        assert held.joint_names == list(robot.ARM_JOINTS)
+        assert grip.messages[-1].joint_names == ["gripper"]
+        assert len(held.points) == 5
+        times = [duration_s(p.time_from_start) for p in held.points]
+        assert np.allclose(times, [0.02, 0.04, 0.06, 0.08, 0.1], atol=1e-6)
+        assert np.allclose(held.points[0].positions, HOME[:5])
+
+        # A NaN chunk never reaches the arm.
+        bad = _chunk(probe, HOME, HOME + 0.3)
+        bad.points[3].positions[1] = math.nan
+        chunk_pub.publish(bad)
+        time.sleep(0.3)
+        assert all(np.allclose(m.points[0].positions, HOME[:5]) for m in arm.messages[-5:])
+
+        # A chunk in another joint order is followed (joints matched by name).
+        target = HOME + np.array([0.2, 0.1, -0.1, 0.1, 0.0, 0.0])
+        order = list(reversed(robot.JOINT_NAMES))
+        good = _chunk(probe, HOME[::-1], target[::-1], names=order)
+        n_before = len(arm)
+        chunk_pub.publish(good)
+        assert wait_for(lambda: len(arm) > n_before + 20, timeout=5)
+        last = np.array(arm.messages[-1].points[0].positions)
+        assert np.abs(last - target[:5]).max() < np.abs(HOME[:5] - target[:5]).max()
+        # Consecutive commands never jump by more than the speed limit allows.
+        firsts = np.array([m.points[0].positions for m in arm.messages[n_before:]])
+        steps = np.abs(np.diff(firsts, axis=0))
+        assert steps.max() <= robot.velocity_limits()[:5].max() / 50.0 + 1e-6
