@@ -124,7 +124,7 @@ class PlannerNode(Node):
 
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
-            img = from_image_fields(msg.height, msg.width, msg.encoding, msg.step, bytes(msg.data))
+            img = from_image_fields(msg.height, msg.width, msg.encoding, msg.step, msg.data)
         except ValueError as exc:
             self.get_logger().warning(f"camera {camera}: {exc}", throttle_duration_sec=5.0)
             return
