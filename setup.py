@@ -29,6 +29,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "opencv-python-headless>=4.8",
+        "mujoco>=3.2",  # sim/: physics + offscreen rendering (brings glfw and PyOpenGL)
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
     zip_safe=True,

@@ -7,6 +7,23 @@ VENV=${1:-.venv}
 cd "$(dirname "$0")/.."
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
+# MuJoCo renders offscreen through Mesa: EGL (libegl1), or OSMesa (libosmesa6) as the fallback.
+gl_missing=()
+for lib in libEGL.so.1:libegl1 libOSMesa.so:libosmesa6 libGL.so.1:libgl1; do
+  ldconfig -p 2>/dev/null | grep -q "${lib%%:*}" || gl_missing+=("${lib##*:}")
+done
+if [ ${#gl_missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "genpol setup: apt-get install ${gl_missing[*]} (offscreen rendering for the simulator)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${gl_missing[@]}" >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -q "${gl_missing[@]}" >/dev/null; }
+  else
+    echo "genpol setup: WARNING: missing ${gl_missing[*]}; simulator cameras will not render." \
+         "Install them with: sudo apt-get install ${gl_missing[*]}" >&2
+  fi
+fi
+
 ros_sourced=0
 if [ -n "${ROS_DISTRO:-}" ] && python3 -c 'import rclpy' 2>/dev/null; then
   ros_sourced=1

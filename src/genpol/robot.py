@@ -1,4 +1,5 @@
-"""The SO-ARM101, defined once: joint names and limits used by every other part of genpol.
+"""The SO-ARM101, defined once: joint names, limits and geometry used by every other part of
+genpol (description.py derives the URDF and MJCF from here; forward_kinematics is their numpy twin).
 
 Units follow ROS: radians and radians per second. The gripper joint is the moving jaw's angle
 (0 = closed). Limits follow the public SO-101 description; velocity limits are conservative
@@ -251,3 +252,22 @@ def forward_kinematics(q: np.ndarray) -> np.ndarray:
     Matches MuJoCo's `gripper_tip` site (test/test_sim.py checks it).
     """
     return tip_transform(q)[..., :3, 3]
+
+
+@dataclass(frozen=True)
+class Servo:
+    """A Feetech STS3215 position servo as the simulator sees it: a stiff position loop
+    (kp, N m/rad, critically damped in MuJoCo) behind a gearbox (armature = reflected rotor
+    inertia, kg m^2) with some viscous damping (N m s/rad) and dry friction (N m). Effort is
+    capped by the joint's max_effort. Written into URDF <dynamics> and MJCF alike."""
+
+    kp: float = 100.0
+    armature: float = 0.005
+    damping: float = 0.05
+    frictionloss: float = 0.01
+
+
+SERVOS: dict[str, Servo] = {name: Servo() for name in ARM_JOINTS}
+# The gripper squeezes with a softer loop: kp x (closing error) sets the grip torque, and a
+# closed jaw should hold a cube, not crush the contact solver.
+SERVOS[GRIPPER_JOINT] = Servo(kp=2.0, armature=0.002, damping=0.02, frictionloss=0.005)
