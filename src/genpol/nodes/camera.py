@@ -6,22 +6,15 @@ keeps time, fills messages and logs once per change of the capture's state.
 
 from __future__ import annotations
 
-import array
-
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
 from genpol.capture import ENDED, STREAMING, Capture, CaptureConfig, CaptureStatus, parse_source
-from genpol.imaging import camera_info_fields, camera_info_topic, to_image_fields
+from genpol.imaging import camera_info_fields, camera_info_topic
+from genpol.nodes.messages import IMAGE_QOS, image_msgs
 from genpol.nodes.runner import run_node
-
-# Reliable publishers match both reliable and best-effort subscribers (the reverse is not true);
-# depth 1 because only the newest frame matters. Subscribers that want the latest frame with no
-# retransmission waits should use rclpy.qos.qos_profile_sensor_data.
-IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST)
 
 
 class CameraNode(Node):
@@ -61,15 +54,8 @@ class CameraNode(Node):
         self._log_status_change()
         if frame is None:
             return
-        stamp = self.get_clock().now().to_msg()
-        fields = to_image_fields(frame, "rgb8")
-        img = Image(height=fields["height"], width=fields["width"], encoding=fields["encoding"],
-                    is_bigendian=fields["is_bigendian"], step=fields["step"])
-        img.data = array.array("B", fields["data"])  # a bytes value is checked per element: slow
-        img.header.stamp = stamp
-        img.header.frame_id = self.frame_id
-        info = CameraInfo(**self.info_fields)
-        info.header = img.header
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        img, info = image_msgs(frame, header, self.info_fields)
         self.image_pub.publish(img)
         self.info_pub.publish(info)
         self.frames_published += 1

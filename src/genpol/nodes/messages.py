@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import array
 from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from genpol.imaging import to_image_fields
+
+# Reliable publishers match both reliable and best-effort subscribers (the reverse is not true);
+# depth 1 because only the newest frame matters. Subscribers that want the latest frame with no
+# retransmission waits should use rclpy.qos.qos_profile_sensor_data.
+IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST)
 
 
 def stamp_s(stamp: Time) -> float:
@@ -36,3 +48,14 @@ def trajectory_msg(joint_names: Sequence[str], durations: Sequence[Duration],
     msg.points = [JointTrajectoryPoint(positions=[float(v) for v in row], time_from_start=d)
                   for row, d in zip(positions, durations)]
     return msg
+
+
+def image_msgs(rgb: np.ndarray, header: Header, info_fields: dict) -> tuple[Image, CameraInfo]:
+    """An rgb8 Image and its CameraInfo, sharing one header."""
+    fields = to_image_fields(rgb, "rgb8")
+    img = Image(height=fields["height"], width=fields["width"], encoding=fields["encoding"],
+                is_bigendian=fields["is_bigendian"], step=fields["step"], header=header)
+    img.data = array.array("B", fields["data"])  # a bytes value is checked per element: slow
+    info = CameraInfo(**info_fields)
+    info.header = header
+    return img, info

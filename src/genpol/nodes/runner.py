@@ -5,17 +5,21 @@ from __future__ import annotations
 import signal
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
 
 
-def run_node(node_cls, args=None) -> None:
+def run_node(node_cls, args=None, threads: int = 2) -> None:
+    """threads=1 runs every callback on the main thread (needed where a callback owns a thread-
+    bound resource, such as the simulator's OpenGL context)."""
     rclpy.init(args=args)
     # SIGTERM (from `genpol bringup` or a process manager) shuts down like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
     try:
         node = node_cls()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = (SingleThreadedExecutor() if threads == 1
+                    else MultiThreadedExecutor(num_threads=threads))
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -33,8 +33,8 @@ class ArmSim:
     """MuJoCo SO-101 in the task scene. Joint arrays are in robot.JOINT_NAMES order.
 
     Not thread-safe: call step(), reset() and render() from one thread at a time (a node with
-    several callbacks should hold a lock); render() binds its GL context on each call, so which
-    thread that is may vary.
+    several callbacks should hold a lock); render() binds its GL context for the call only, so
+    which thread that is may vary.
     """
 
     def __init__(self, timestep: float = scene.TIMESTEP):
@@ -170,8 +170,11 @@ class ArmSim:
             for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
                 renderer.scene.flags[flag] = False
             self._renderers[key] = renderer
-        renderer.update_scene(self.data, camera=camera)
-        return renderer.render()
+        try:
+            renderer.update_scene(self.data, camera=camera)
+            return renderer.render()
+        finally:
+            gl.release_current()  # the next call (or close) may come from another thread
 
     def close(self) -> None:
         """Free the GL contexts (also done at exit)."""

@@ -77,3 +77,20 @@ def configure() -> str | None:
     problem = ("no offscreen OpenGL backend works here (" + "; ".join(reasons) +
                "); install Mesa's EGL (libegl1) or OSMesa (libosmesa6)")
     return None
+
+
+def release_current() -> None:
+    """Unbind this thread's EGL context, so that another thread may bind it next.
+
+    An EGL context may be current in one thread at a time, and MuJoCo's renderer leaves its
+    context bound after rendering; without this, a renderer used on one thread could not be
+    closed (or used) on another. OSMesa does not bind contexts to threads: nothing to do there.
+    """
+    if backend != "egl":
+        return
+    from mujoco import egl
+    from OpenGL import EGL
+
+    if egl.EGL_DISPLAY is not None:
+        EGL.eglMakeCurrent(egl.EGL_DISPLAY, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
+                           EGL.EGL_NO_CONTEXT)

@@ -1,0 +1,173 @@
+"""sim_arm: the MuJoCo SO-101 standing in for the arm, its ros2_control joint_trajectory
+controllers and its cameras.
+
+Trajectories in (the controllers' topic interface), /joint_states and camera frames out. Physics
+runs in wall-clock time: each state tick advances the simulation by the time since the last one.
+Everything runs on one thread, because the OpenGL context that renders the cameras belongs to
+the thread that created it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from genpol import robot
+from genpol.imaging import camera_info_fields, camera_info_topic
+from genpol.nodes.messages import IMAGE_QOS, duration_s, image_msgs, stamp_s
+from genpol.nodes.runner import run_node
+from genpol.sim import gl, scene, tasks  # noqa: F401  (gl first: it picks MuJoCo's backend)
+from genpol.sim.arm import ArmSim
+from genpol.sim.trajectory import TrajectoryFollower
+
+#: camera name in the scene -> image topic (and its camera_info beside it)
+CAMERA_TOPICS = {scene.FRONT_CAMERA: "/camera/image_raw",
+                 scene.WRIST_CAMERA: "/wrist_camera/image_raw"}
+#: controller name -> joints, as in config/controllers.yaml
+CONTROLLERS = {"arm_controller": robot.ARM_JOINTS, "gripper_controller": (robot.GRIPPER_JOINT,)}
+#: the most physics one tick may catch up: beyond this the sim slows down rather than stalls
+MAX_STEP_S = 0.05
+
+
+class SimArmNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("sim_arm", **kwargs)
+        defaults = {
+            "task": tasks.REACH_AROUND, "seed": 0, "joint_state_rate_hz": 100.0,
+            "camera_rate_hz": 10.0, "camera_width": 96, "camera_height": 96,
+            "cameras": list(scene.CAMERAS),
+        }
+        for name, default in defaults.items():
+            self.declare_parameter(name, default)
+        get = lambda n: self.get_parameter(n).value  # noqa: E731
+        self.task_name = str(get("task"))
+        if self.task_name not in tasks.TASKS:
+            raise ValueError(f"sim_arm: task must be one of {list(tasks.TASKS)}, "
+                             f"got {self.task_name!r}")
+        self.seed = int(get("seed"))
+        self.size = (int(get("camera_width")), int(get("camera_height")))
+        cameras = list(get("cameras"))
+        unknown = [c for c in cameras if c not in CAMERA_TOPICS]
+        if unknown:
+            raise ValueError(f"sim_arm: unknown cameras {unknown}; choose from "
+                             f"{list(CAMERA_TOPICS)}")
+
+        self.sim = ArmSim()
+        self.followers = {name: TrajectoryFollower(joints) for name, joints in
+                          CONTROLLERS.items()}
+        self._columns = {name: [robot.JOINT_NAMES.index(j) for j in joints]
+                         for name, joints in CONTROLLERS.items()}
+        self.episode = 0
+        self._reset_scene()
+        self.rejected = 0
+
+        self.state_pub = self.create_publisher(JointState, "/joint_states", 10)
+        for name in CONTROLLERS:
+            self.create_subscription(JointTrajectory, f"/{name}/joint_trajectory",
+                                     lambda msg, n=name: self._on_trajectory(n, msg), 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        self.cameras = {}
+        camera_rate = float(get("camera_rate_hz"))
+        if camera_rate > 0 and cameras:
+            if gl.backend is None:
+                self.get_logger().error(f"sim_arm: no camera frames: {gl.problem}")
+            else:
+                for cam in cameras:
+                    fovy = float(self.sim.model.cam(cam).fovy[0])
+                    topic = CAMERA_TOPICS[cam]
+                    self.cameras[cam] = (
+                        self.create_publisher(Image, topic, IMAGE_QOS),
+                        self.create_publisher(CameraInfo, camera_info_topic(topic), IMAGE_QOS),
+                        camera_info_fields(*self.size, fovy, vertical=True))
+                self.create_timer(1.0 / camera_rate, self._publish_frames)
+        self._last_wall: float | None = None  # physics starts with the first tick
+        self.create_timer(1.0 / float(get("joint_state_rate_hz")), self._tick)
+        self.get_logger().info(
+            f"sim_arm: {self.task_name} seed {self.seed}, physics at {1 / self.sim.timestep:g} Hz, "
+            f"joint states at {get('joint_state_rate_hz'):g} Hz, cameras {list(self.cameras)} "
+            f"at {camera_rate:g} Hz ({self.size[0]}x{self.size[1]}, {gl.backend})")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _reset_scene(self) -> tasks.TaskInstance:
+        inst = self.sim.reset(self.seed + self.episode, self.task_name)
+        q = self.sim.joint_positions()
+        for name, follower in self.followers.items():
+            follower.reset(q[self._columns[name]])
+        return inst
+
+    def _on_reset(self, request, response):
+        self.episode += 1
+        inst = self._reset_scene()
+        self._last_wall = None
+        response.success = True
+        response.message = f"{self.task_name} episode {self.episode} (seed {inst.seed})"
+        return response
+
+    def _on_trajectory(self, controller: str, msg: JointTrajectory) -> None:
+        now = self._now()
+        start = stamp_s(msg.header.stamp) or now  # zero stamp: start on receipt, as JTC does
+        try:
+            times = [duration_s(p.time_from_start) for p in msg.points]
+            positions = np.array([list(p.positions) for p in msg.points], dtype=float)
+            ok, reason = self.followers[controller].set_trajectory(
+                start, list(msg.joint_names), times, positions, now=now)
+        except ValueError as exc:  # ragged points
+            ok, reason = False, f"points differ in length ({exc})"
+        if not ok:
+            self.rejected += 1
+            self.get_logger().warning(f"{controller}: trajectory rejected: {reason}",
+                                      throttle_duration_sec=1.0)
+
+    def _targets_at(self, wall0: float, sim0: float):
+        def targets(t_sim: float) -> np.ndarray:
+            now = wall0 + (t_sim - sim0)
+            q = np.empty(len(robot.JOINT_NAMES))
+            for name, follower in self.followers.items():
+                q[self._columns[name]] = follower.target(now)
+            return q
+        return targets
+
+    def _tick(self) -> None:
+        wall = self._now()
+        if self._last_wall is None:
+            self._last_wall = wall
+        elapsed = wall - self._last_wall
+        if elapsed > MAX_STEP_S:
+            self.get_logger().warning(f"sim_arm: {elapsed * 1e3:.0f} ms since the last step; "
+                                      f"simulating {MAX_STEP_S * 1e3:.0f} ms of it",
+                                      throttle_duration_sec=5.0)
+            elapsed = MAX_STEP_S
+        if elapsed >= self.sim.timestep / 2:
+            self.sim.step(elapsed, targets=self._targets_at(wall - elapsed, self.sim.time))
+            self._last_wall = wall
+        msg = JointState(name=list(robot.JOINT_NAMES),
+                         position=self.sim.joint_positions().tolist(),
+                         velocity=self.sim.joint_velocities().tolist())
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.state_pub.publish(msg)
+
+    def _publish_frames(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for cam, (image_pub, info_pub, info_fields) in self.cameras.items():
+            header = Header(stamp=stamp, frame_id=f"{cam}_camera")
+            img, info = image_msgs(self.sim.render(cam, *self.size), header, info_fields)
+            image_pub.publish(img)
+            info_pub.publish(info)
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def main(args=None) -> None:
+    run_node(SimArmNode, args, threads=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The sim_arm node over real rclpy: it behaves like the arm behind ros2_control's
+joint_trajectory_controller, and publishes joint states and camera frames."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from genpol import robot  # noqa: E402
+from genpol.imaging import from_image_fields  # noqa: E402
+from genpol.nodes.messages import duration_msg, trajectory_msg  # noqa: E402
+from genpol.nodes.sim_arm import SimArmNode  # noqa: E402
+from genpol.sim import gl  # noqa: E402
+from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
+
+
+def _latest_positions(states: TopicCollector) -> dict[str, float]:
+    msg = states.messages[-1]
+    return dict(zip(msg.name, msg.position))
+
+
+def test_sim_arm_tracks_trajectories_by_name_and_rejects_bad_ones(ros):
+    node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0)])
+    probe = rclpy.create_node("probe")
+    states = TopicCollector(probe, JointState, "/joint_states")
+    arm_pub = probe.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", 10)
+    with spinning(node, probe):
+        assert states.wait(20, timeout=10)
+        t0 = time.monotonic()
+        assert states.wait(len(states) + 100, timeout=5)
+        rate = 100 / (time.monotonic() - t0)
+        assert 70 < rate < 130, f"joint states at {rate:.0f} Hz, want about 100"
+        msg = states.messages[-1]
+        assert list(msg.name) == list(robot.JOINT_NAMES) and len(msg.velocity) == 6
+        start = _latest_positions(states)
+
+        # Joints in reversed order: matched by name, not position in the message.
+        goal = {"shoulder_pan": 0.3, "shoulder_lift": -1.2, "elbow_flex": 0.9,
+                "wrist_flex": 0.3, "wrist_roll": -0.5}  # tip well above the table
+        names = list(reversed(robot.ARM_JOINTS))
+        arm_pub.publish(trajectory_msg(names, [duration_msg(0.5)],
+                                       np.array([[goal[n] for n in names]])))
+        assert wait_for(lambda: all(abs(_latest_positions(states)[j] - v) < 0.03
+                                    for j, v in goal.items()), timeout=5), \
+            (_latest_positions(states), goal)
+
+        # Unknown joints, non-increasing times and ragged points are refused: the arm stays.
+        bad = [trajectory_msg(names[:-1] + ["elbow"], [duration_msg(0.5)], np.zeros((1, 5))),
+               trajectory_msg(names, [duration_msg(0.5), duration_msg(0.5)], np.zeros((2, 5))),
+               trajectory_msg(names, [duration_msg(0.2), duration_msg(0.4)], np.zeros((2, 5)))]
+        bad[2].points[1].positions = [0.0, 0.0]
+        for msg in bad:
+            arm_pub.publish(msg)
+        assert wait_for(lambda: node.rejected == 3, timeout=3), node.rejected
+        time.sleep(0.5)
+        held = _latest_positions(states)
+        assert all(abs(held[j] - v) < 0.03 for j, v in goal.items()), held
+        assert abs(held["gripper"] - start["gripper"]) < 0.05  # its own controller, untouched
+
+
+def test_sim_arm_reset_service_redraws_the_scene(ros):
+    node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
+                                           Parameter("seed", value=3)])
+    probe = rclpy.create_node("probe")
+    client = probe.create_client(Trigger, "/sim_arm/reset")
+    with spinning(node, probe):
+        assert client.wait_for_service(timeout_sec=5)
+        before = node.sim.task.target.copy()
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout=5)
+        assert future.result().success and "seed 4" in future.result().message
+        assert not np.allclose(node.sim.task.target, before)
+
+
+@pytest.mark.skipif(gl.configure() is None, reason=f"no offscreen GL: {gl.problem}")
+def test_sim_arm_publishes_both_cameras(ros):
+    node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=10.0),
+                                           Parameter("camera_width", value=64),
+                                           Parameter("camera_height", value=48)])
+    probe = rclpy.create_node("probe")
+    front = TopicCollector(probe, Image, "/camera/image_raw")
+    wrist = TopicCollector(probe, Image, "/wrist_camera/image_raw")
+    info = TopicCollector(probe, CameraInfo, "/camera/camera_info")
+    with spinning(node, probe):
+        assert front.wait(5, timeout=10) and wrist.wait(5, timeout=10) and info.wait(1)
+        for msg, frame in ((front.messages[-1], "front_camera"),
+                           (wrist.messages[-1], "wrist_camera")):
+            img = from_image_fields(msg.height, msg.width, msg.encoding, msg.step, msg.data)
+            assert img.shape == (48, 64, 3) and msg.encoding == "rgb8"
+            assert msg.header.frame_id == frame
+            assert img.std() > 5, "a blank frame"
+        k = info.messages[-1].k
+        assert info.messages[-1].width == 64 and k[2] == pytest.approx(31.5)
+
+
+def test_sim_arm_refuses_an_unknown_task(ros):
+    with pytest.raises(ValueError, match="task must be one of"):
+        SimArmNode(parameter_overrides=[Parameter("task", value="juggle")])
