@@ -113,3 +113,43 @@ def _fit(img: np.ndarray, shape) -> np.ndarray:
 
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
+
+
+SELECTIONS = ("consistent", "first")
+
+
+class ChunkSelector:
+    """Chooses which of the N sampled chunks to execute.
+
+    Sampling anew at every observation lets consecutive chunks land in different modes (left,
+    then right), and an executor that blends or switches between them then drives between the
+    modes, into the obstacle. "consistent" keeps the commitment: the sample closest to the
+    previously chosen chunk over the time both cover (the first chunk, or one after a gap, is
+    sample 0, a random draw). "first" always takes sample 0.
+    """
+
+    def __init__(self, mode: str = "consistent"):
+        if mode not in SELECTIONS:
+            raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {mode!r}")
+        self.mode = mode
+        self._previous: tuple[object, np.ndarray, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        self._previous = None
+
+    def select(self, chunks: np.ndarray, stamp: float, fps: float, key: object = None) -> int:
+        """Index into chunks (N, H, A) starting at `stamp` (s), points 1/fps apart. `key`
+        identifies the policy: chunks of another policy are never compared."""
+        horizon = chunks.shape[1]
+        times = stamp + np.arange(horizon) / fps
+        index = 0
+        prev = self._previous
+        if self.mode == "consistent" and prev is not None and prev[0] is key:
+            _, prev_times, prev_chunk = prev
+            overlap = (times >= prev_times[0]) & (times <= prev_times[-1])
+            if overlap.any():
+                ref = np.stack([np.interp(times[overlap], prev_times, prev_chunk[:, j])
+                                for j in range(prev_chunk.shape[1])], axis=1)
+                index = int(np.argmin(((chunks[:, overlap] - ref) ** 2).sum(axis=(1, 2))))
+        self._previous = (key, times, chunks[index].copy())
+        return index

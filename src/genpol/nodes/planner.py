@@ -21,7 +21,7 @@ from genpol.imaging import from_image_fields
 from genpol.nodes.markers import chunk_markers
 from genpol.nodes.messages import duration_msg, stamp_s, time_msg, trajectory_msg
 from genpol.nodes.runner import run_node
-from genpol.planning import PolicyRunner, check_checkpoint
+from genpol.planning import SELECTIONS, ChunkSelector, PolicyRunner, check_checkpoint
 
 
 class PlannerNode(Node):
@@ -32,7 +32,7 @@ class PlannerNode(Node):
             "max_observation_age_s": 0.5, "state_topic": "/joint_states",
             "camera_topics": ["front=/camera/image_raw", "wrist=/wrist_camera/image_raw"],
             "chunk_topic": "/genpol/action_chunk", "marker_topic": "/genpol/chunk_markers",
-            "frame_id": "base_link",
+            "frame_id": "base_link", "selection": "consistent",
         }
         for name, default in defaults.items():
             self.declare_parameter(name, default)
@@ -42,6 +42,7 @@ class PlannerNode(Node):
         self.rate_hz = float(get("inference_rate_hz"))
         self.max_age = float(get("max_observation_age_s"))
         self.frame_id = get("frame_id")
+        self.selector = ChunkSelector(get("selection"))
         self._lock = threading.Lock()
         self._state: tuple[float, dict[str, float]] | None = None
         self._images: dict[str, np.ndarray] = {}
@@ -85,6 +86,9 @@ class PlannerNode(Node):
                     isinstance(p.value, (int, float)) and p.value >= 0):
                 return SetParametersResult(successful=False,
                                            reason="inference_rate_hz must be >= 0 (0: no limit)")
+            elif p.name == "selection" and p.value not in SELECTIONS:
+                return SetParametersResult(successful=False,
+                                           reason=f"selection must be one of {list(SELECTIONS)}")
             elif p.name in ("device", "state_topic", "camera_topics", "chunk_topic",
                             "marker_topic"):
                 return SetParametersResult(successful=False,
@@ -100,6 +104,8 @@ class PlannerNode(Node):
                 self.rate_hz = float(p.value)
             elif p.name == "max_observation_age_s":
                 self.max_age = float(p.value)
+            elif p.name == "selection":
+                self.selector = ChunkSelector(p.value)
         return SetParametersResult(successful=True)
 
     def _on_loaded(self, path: str, error: str) -> None:
@@ -140,7 +146,13 @@ class PlannerNode(Node):
                 if delay > 0:
                     self._stop.wait(delay)
                 next_time = max(next_time + 1.0 / self.rate_hz, time.monotonic())
-            if not self._plan_once():
+            try:
+                planned = self._plan_once()
+            except Exception:
+                if not rclpy.ok(context=self.context):
+                    return  # Ctrl-C shut the context down mid-publish: just stop
+                raise
+            if not planned:
                 self._stop.wait(0.005)
 
     def _plan_once(self) -> bool:
@@ -163,6 +175,8 @@ class PlannerNode(Node):
 
     def _publish(self, policy, stamp: float, chunks: np.ndarray) -> None:
         cfg = policy.config
+        chosen = self.selector.select(chunks, stamp, cfg.fps, key=policy)
+        chunks = np.concatenate([chunks[chosen:chosen + 1], np.delete(chunks, chosen, axis=0)])
         durations = [duration_msg(k / cfg.fps) for k in range(cfg.horizon)]
         self.chunk_pub.publish(trajectory_msg(cfg.joint_names, durations, chunks[0],
                                               stamp=time_msg(stamp)))

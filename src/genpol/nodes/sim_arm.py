@@ -84,6 +84,8 @@ class SimArmNode(Node):
                         self.create_publisher(Image, topic, IMAGE_QOS),
                         self.create_publisher(CameraInfo, camera_info_topic(topic), IMAGE_QOS),
                         camera_info_fields(*self.size, fovy, vertical=True))
+                for cam in self.cameras:  # GL contexts now, not in the first tick (~0.1 s)
+                    self.sim.render(cam, *self.size)
                 self.create_timer(1.0 / camera_rate, self._publish_frames)
         self._last_wall: float | None = None  # physics starts with the first tick
         self.create_timer(1.0 / float(get("joint_state_rate_hz")), self._tick)

@@ -23,7 +23,8 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
                     demos_per_seed: int = 10, horizon: int = 16, fps: float = 10.0,
                     cameras: Sequence[str] = (), image_size: tuple[int, int] = (96, 96),
                     settle_s: float = 1.0, rng_seed: int = 0) -> ChunkData:
-    """Samples from demos_per_seed expert demonstrations on each scene seed, modes drawn 50/50.
+    """Samples from demos_per_seed expert demonstrations on each scene seed, the modes taking
+    turns (equal shares, so a policy's mode balance reflects learning, not the draw).
 
     settle_s: extra time after the plan ends, sampled too, so a policy learns to stay put.
     """
@@ -33,9 +34,10 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
     states, actions, images = [], [], {cam: [] for cam in cameras}
     with ArmSim() as sim:
         for seed in seeds:
-            for _ in range(demos_per_seed):
+            for i in range(demos_per_seed):
                 inst = sim.reset(int(seed), task)
-                plan = tasks.expert(inst, rng=rng)
+                modes = tasks.MODES[task]
+                plan = tasks.expert(inst, modes[i % len(modes)], rng=rng)
                 t0 = sim.time
                 targets = lambda t: plan(t - t0)  # noqa: E731
                 for t in np.arange(0.0, plan.duration + settle_s, 1.0 / fps):
