@@ -168,6 +168,20 @@ def test_stale_chunks_are_refused():
     assert constant_chunk(ex, 11.5, 0.0).accepted
 
 
+def test_reset_starts_a_new_episode_without_a_jump_back():
+    ex = executor(start=0.0, max_velocity=FAST, mode="latest")
+    assert constant_chunk(ex, 1.0, 0.3).accepted
+    assert ex.tick(1.0).positions[0, 0] == pytest.approx(0.3)
+    ex.reset(2.0)  # the arm was moved elsewhere for the next episode
+    assert ex.tick(2.02).positions.shape[0] == 0  # nothing measured since: publish nothing
+    result = constant_chunk(ex, 1.9, 0.3)  # planned for the old episode, arrived late
+    assert not result.accepted and "before the last reset" in result.reason
+    ex.set_measured(np.full(J, -0.2), NAMES)
+    cmd = ex.tick(2.04)
+    assert cmd.source == "hold" and np.allclose(cmd.positions, -0.2)  # not 0.3: no jump back
+    assert constant_chunk(ex, 2.05, 0.1).accepted
+
+
 def test_out_of_limit_positions_are_clamped_with_a_warning():
     upper = robot.upper_limits()[0]
     ex = executor(start=[1.9, 0, 0, 0, 0, 0], max_velocity=FAST, mode="average")

@@ -3,6 +3,7 @@ joint_trajectory_controller, and publishes joint states and camera frames."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
@@ -66,18 +68,29 @@ def test_sim_arm_tracks_trajectories_by_name_and_rejects_bad_ones(ros):
         assert abs(held["gripper"] - start["gripper"]) < 0.05  # its own controller, untouched
 
 
-def test_sim_arm_reset_service_redraws_the_scene(ros):
+@pytest.mark.parametrize("scene_seed", [-1, 7])
+def test_sim_arm_reset_service_redraws_the_scene(ros, scene_seed):
     node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
-                                           Parameter("seed", value=3)])
+                                           Parameter("seed", value=3),
+                                           Parameter("scene_seed", value=scene_seed)])
     probe = rclpy.create_node("probe")
     client = probe.create_client(Trigger, "/sim_arm/reset")
+    status = TopicCollector(probe, String, "/sim_arm/episode")
     with spinning(node, probe):
         assert client.wait_for_service(timeout_sec=5)
-        before = node.sim.task.target.copy()
+        before = node.sim.task
         future = client.call_async(Trigger.Request())
         assert wait_for(future.done, timeout=5)
         assert future.result().success and "seed 4" in future.result().message
-        assert not np.allclose(node.sim.task.target, before)
+        after = node.sim.task
+        assert not np.allclose(after.q_start, before.q_start)
+        # A fixed scene_seed keeps the layout and varies only the start.
+        assert np.allclose(after.target, before.target) == (scene_seed >= 0)
+        assert wait_for(lambda: any(json.loads(m.data)["episode"] == 1
+                                    for m in status.messages), timeout=3)
+        last = json.loads(status.messages[-1].data)
+        assert last["seed"] == 4 and last["success"] is False and last["collided"] is False
+        assert np.allclose(last["target"], after.target, atol=1e-4)
 
 
 @pytest.mark.skipif(gl.configure() is None, reason=f"no offscreen GL: {gl.problem}")

@@ -45,6 +45,18 @@ class ChunkExecutor:
         self._last_tick: float | None = None
         self._measured = np.full(len(config.joint_names), np.nan)
         self._commanded: np.ndarray | None = None
+        self._not_before = -np.inf  # chunks stamped earlier belong to a finished episode
+
+    def reset(self, now: float) -> None:
+        """Start over, as at a new episode: drop every chunk, forget the last command and the
+        measured state (the arm may have been moved), and refuse chunks stamped before `now`
+        (ones planned for the old episode still in flight). The next tick holds the first
+        position measured after this."""
+        self._chunks.clear()
+        self._newest_stamp = None
+        self._commanded = None
+        self._measured[:] = np.nan
+        self._not_before = float(now)
 
     @property
     def num_chunks(self) -> int:
@@ -79,6 +91,8 @@ class ChunkExecutor:
                                     self._seq)
         if chunk is None:
             return result
+        if chunk.stamp < self._not_before:
+            return ChunkResult(False, "dropped: planned before the last reset")
         ref = self._last_tick if self._last_tick is not None else self._newest_stamp
         if ref is not None:
             age = ref - chunk.stamp

@@ -9,6 +9,7 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from genpol import robot
@@ -43,6 +44,7 @@ class ExecutorNode(Node):
         self.arm_idx = [self.config.joint_names.index(j) for j in robot.ARM_JOINTS]
         self.grip_idx = [self.config.joint_names.index(robot.GRIPPER_JOINT)]
         self.timer = self.create_timer(1.0 / self.config.rate_hz, self._tick)
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self.ticks = 0
         self.get_logger().info(
             f"executor: {self.config.mode} at {self.config.rate_hz:g} Hz, "
@@ -50,6 +52,12 @@ class ExecutorNode(Node):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_reset(self, request, response):
+        """A new episode: forget chunks and commands, hold where the arm is measured next."""
+        self.core.reset(self._now())
+        response.success, response.message = True, "executor reset: holding the next measured state"
+        return response
 
     def _on_state(self, msg: JointState) -> None:
         if msg.name and len(msg.position) == len(msg.name):

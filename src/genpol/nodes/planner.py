@@ -14,6 +14,7 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
@@ -47,6 +48,7 @@ class PlannerNode(Node):
         self._state: tuple[float, dict[str, float]] | None = None
         self._images: dict[str, np.ndarray] = {}
         self._last_planned_stamp = -1.0
+        self._reset_time = -1.0
         self.chunks_published = 0
 
         self.chunk_pub = self.create_publisher(JointTrajectory, get("chunk_topic"), 10)
@@ -68,6 +70,7 @@ class PlannerNode(Node):
             self.get_logger().info("no policy yet: set one with "
                                    "`ros2 param set /planner policy_path <checkpoint dir>`")
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
@@ -107,6 +110,16 @@ class PlannerNode(Node):
             elif p.name == "selection":
                 self.selector = ChunkSelector(p.value)
         return SetParametersResult(successful=True)
+
+    def _on_reset(self, request, response):
+        """A new episode: forget observations, and the mode the last chunks committed to."""
+        with self._lock:
+            self._state = None
+            self._images.clear()
+            self._last_planned_stamp = self._reset_time = self.get_clock().now().nanoseconds * 1e-9
+            self.selector.reset()
+        response.success, response.message = True, "planner reset"
+        return response
 
     def _on_loaded(self, path: str, error: str) -> None:
         if error:
@@ -169,8 +182,11 @@ class PlannerNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f"not planning: {exc}", throttle_duration_sec=2.0)
             return False
-        self._last_planned_stamp = stamp
-        self._publish(policy, stamp, chunks)
+        with self._lock:
+            if stamp < self._reset_time:
+                return False  # a reset came while sampling: this chunk is for the old episode
+            self._last_planned_stamp = stamp
+            self._publish(policy, stamp, chunks)
         return True
 
     def _publish(self, policy, stamp: float, chunks: np.ndarray) -> None:

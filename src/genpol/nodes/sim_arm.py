@@ -9,10 +9,12 @@ the thread that created it.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -37,7 +39,7 @@ class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_arm", **kwargs)
         defaults = {
-            "task": tasks.REACH_AROUND, "seed": 0, "joint_state_rate_hz": 100.0,
+            "task": tasks.REACH_AROUND, "seed": 0, "scene_seed": -1, "joint_state_rate_hz": 100.0,
             "camera_rate_hz": 10.0, "camera_width": 96, "camera_height": 96,
             "cameras": list(scene.CAMERAS),
         }
@@ -49,6 +51,7 @@ class SimArmNode(Node):
             raise ValueError(f"sim_arm: task must be one of {list(tasks.TASKS)}, "
                              f"got {self.task_name!r}")
         self.seed = int(get("seed"))
+        self.scene_seed = int(get("scene_seed"))  # -1: each episode draws its own layout
         self.size = (int(get("camera_width")), int(get("camera_height")))
         cameras = list(get("cameras"))
         unknown = [c for c in cameras if c not in CAMERA_TOPICS]
@@ -70,6 +73,9 @@ class SimArmNode(Node):
             self.create_subscription(JointTrajectory, f"/{name}/joint_trajectory",
                                      lambda msg, n=name: self._on_trajectory(n, msg), 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        # Episode status for evaluation and recording: JSON, so tools need no custom message.
+        self.status_pub = self.create_publisher(String, "~/episode", 10)
+        self.create_timer(0.1, self._publish_status)
 
         self.cameras = {}
         camera_rate = float(get("camera_rate_hz"))
@@ -98,7 +104,7 @@ class SimArmNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _reset_scene(self) -> tasks.TaskInstance:
-        inst = self.sim.reset(self.seed + self.episode, self.task_name)
+        inst = self.sim.reset(self.seed + self.episode, self.task_name, self.scene_seed)
         q = self.sim.joint_positions()
         for name, follower in self.followers.items():
             follower.reset(q[self._columns[name]])
@@ -108,9 +114,18 @@ class SimArmNode(Node):
         self.episode += 1
         inst = self._reset_scene()
         self._last_wall = None
+        self._publish_status()
         response.success = True
         response.message = f"{self.task_name} episode {self.episode} (seed {inst.seed})"
         return response
+
+    def _publish_status(self) -> None:
+        inst = self.sim.task
+        status = {"task": inst.name, "seed": inst.seed, "scene_seed": inst.scene_seed,
+                  "episode": self.episode, "time_s": round(self.sim.time, 3),
+                  "success": tasks.success(self.sim), "collided": self.sim.collided,
+                  "target": inst.target.round(4).tolist()}
+        self.status_pub.publish(String(data=json.dumps(status)))
 
     def _on_trajectory(self, controller: str, msg: JointTrajectory) -> None:
         now = self._now()

@@ -61,9 +61,11 @@ class ArmSim:
         self.reset(0, tasks.REACH_AROUND)
 
     # ------------------------------------------------------------------ state and control
-    def reset(self, seed: int = 0, task: str = tasks.REACH_AROUND) -> tasks.TaskInstance:
-        """Place the arm and objects for `task` as drawn from `seed` (same seed, same scene)."""
-        inst = tasks.sample(task, seed)
+    def reset(self, seed: int = 0, task: str = tasks.REACH_AROUND,
+              scene_seed: int | None = None) -> tasks.TaskInstance:
+        """Place the arm and objects for `task` as drawn from `seed` (same seed, same scene);
+        with scene_seed, the objects come from scene_seed and only the start pose from seed."""
+        inst = tasks.sample(task, seed, scene_seed)
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         d.qpos[self._qadr] = inst.q_start

@@ -22,11 +22,13 @@ from genpol.sim.arm import ArmSim
 def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
                     demos_per_seed: int = 10, horizon: int = 16, fps: float = 10.0,
                     cameras: Sequence[str] = (), image_size: tuple[int, int] = (96, 96),
-                    settle_s: float = 1.0, rng_seed: int = 0) -> ChunkData:
+                    settle_s: float = 1.0, rng_seed: int = 0,
+                    scene_seed: int | None = None) -> ChunkData:
     """Samples from demos_per_seed expert demonstrations on each scene seed, the modes taking
     turns (equal shares, so a policy's mode balance reflects learning, not the draw).
 
     settle_s: extra time after the plan ends, sampled too, so a policy learns to stay put.
+    scene_seed: one object layout for every seed (see tasks.sample); seeds then vary the start.
     """
     if demos_per_seed <= 0 or not len(seeds):
         raise ValueError("need at least one seed and one demonstration per seed")
@@ -35,7 +37,7 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
     with ArmSim() as sim:
         for seed in seeds:
             for i in range(demos_per_seed):
-                inst = sim.reset(int(seed), task)
+                inst = sim.reset(int(seed), task, scene_seed)
                 modes = tasks.MODES[task]
                 plan = tasks.expert(inst, modes[i % len(modes)], rng=rng)
                 t0 = sim.time

@@ -55,6 +55,7 @@ class TaskInstance:
     cube: np.ndarray      # (3,) cube centre
     cube_yaw: float
     bin: np.ndarray       # (3,) bin floor centre
+    scene_seed: int | None = None  # the layout's own seed, if it was fixed apart from `seed`
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,8 +78,12 @@ class ExpertPlan:
         return np.array([np.interp(t, self.times, self.positions[:, j]) for j in range(6)])
 
 
-def sample(task: str, seed: int) -> TaskInstance:
-    """The scene for (task, seed): start pose and object placements, identical every time."""
+def sample(task: str, seed: int, scene_seed: int | None = None) -> TaskInstance:
+    """The scene for (task, seed): start pose and object placements, identical every time.
+
+    scene_seed: draw the object placements from this seed instead, so that episodes share one
+    layout and differ in their start pose (what a policy that sees only joint states can learn).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
     rng = np.random.default_rng([int(seed), TASKS.index(task)])
@@ -87,6 +92,8 @@ def sample(task: str, seed: int) -> TaskInstance:
     q_start, err = ik.solve(start_tip, rng.uniform(0.9, 1.1), _NOMINAL)
     if err > 1e-3:
         raise AssertionError(f"start pose out of reach for seed {seed}")
+    if scene_seed is not None and scene_seed >= 0:
+        rng = np.random.default_rng([int(scene_seed), TASKS.index(task), 1])
     target, obstacle, cube, bin_, yaw = PARKED, PARKED, PARKED.copy(), PARKED, 0.0
     if task == REACH_AROUND:
         obstacle = np.array([rng.uniform(0.215, 0.235), rng.uniform(-0.015, 0.015), 0.0])
@@ -101,7 +108,8 @@ def sample(task: str, seed: int) -> TaskInstance:
         side = rng.choice([-1.0, 1.0])
         b_radius, b_angle = rng.uniform(0.17, 0.20), side * rng.uniform(1.0, 1.25)
         bin_ = np.array([b_radius * np.cos(b_angle), b_radius * np.sin(b_angle), 0.0])
-    return TaskInstance(task, int(seed), q_start, target, obstacle, cube, float(yaw), bin_)
+    return TaskInstance(task, int(seed), q_start, target, obstacle, cube, float(yaw), bin_,
+                        None if scene_seed is None or scene_seed < 0 else int(scene_seed))
 
 
 # ----------------------------------------------------------------------------- path building
