@@ -1,10 +1,10 @@
-# make demo | make test | make bench-<name>; each sets up .venv first if needed.
+# make demo [FAMILY=flow] | make test | make bench-<name>; each sets up .venv first if needed.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpol-setup
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test bench-multimodal clean
+.PHONY: setup demo test bench-multimodal bench-planner bench-executor clean
 
 setup: $(STAMP)
 
@@ -13,13 +13,19 @@ $(STAMP): tools/setup.sh setup.py package.xml requirements/ros-wheels.txt requir
 	@touch $@
 
 demo: setup
-	$(BIN)/genpol demo $(if $(OUT),--out $(OUT))
+	$(BIN)/genpol demo --family $(or $(FAMILY),flow) $(if $(OUT),--out $(OUT))
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-multimodal: setup
 	$(BIN)/genpol bench multimodal --out $(or $(OUT),bench-results/multimodal)
+
+bench-planner: setup
+	$(BIN)/genpol bench planner --out $(or $(OUT),bench-results/planner)
+
+bench-executor: setup
+	$(BIN)/genpol bench executor --out $(or $(OUT),bench-results/executor)
 
 clean:
 	rm -rf build install log bench-results demo-output .pytest_cache

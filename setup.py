@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 PACKAGE = "genpol"
 # One `ros2 run genpol <name>` executable per node; the list grows with the nodes.
-NODES = ["sim_arm", "camera", "planner", "executor"]
+NODES = ["sim_arm", "camera", "planner", "executor", "recorder", "teleop", "sim_leader"]
 
 setup(
     name=PACKAGE,
@@ -30,6 +30,14 @@ setup(
         "matplotlib>=3.7",
         "opencv-python-headless>=4.8",
         "mujoco>=3.2",  # sim/: physics + offscreen rendering (brings glfw and PyOpenGL)
+        # recording/: message definitions, type hashes and CDR decoding without rclpy
+        "rosbags>=0.11",
+        # recording/: MCAP writing with flush() (crash-safe episodes) and record parsing
+        "mcap>=1.6",
+        # evaluation/ (and datasets): MP4 video through FFmpeg's H.264 encoder, no system ffmpeg
+        "av>=12",
+        # data/lerobot.py: LeRobotDataset v3.0 parquet tables (frames, episodes, tasks)
+        "pyarrow>=14",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
     zip_safe=True,

@@ -1,5 +1,5 @@
 """ros2 launch genpol bringup.launch.py [sim:=true] [policy_path:=DIR] [executor_mode:=ensemble]
-[rviz:=false] [use_mock_hardware:=true]
+[rviz:=false] [use_mock_hardware:=true] [task:=reach_around] [seed:=0] [scene_seed:=-1]
 
 No logic of its own: nodes and parameters come from genpol.graph and config/*.yaml, the same
 definition `genpol bringup` starts without ROS launch.

@@ -4,12 +4,15 @@
 ROS_LOG_DIR, set in os.environ before any rclpy.init so in-process nodes and child processes
 (`ros2 launch`, `genpol bringup`) alike see it. `ros` (per test): rclpy initialised on the default
 context and shut down after. Helpers for spinning and collecting topics are in ros_helpers.py.
+`reach_policy` (session): a small flow policy trained on scripted reach_around demonstrations,
+for the closed-loop tests.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 
 import pytest
 
@@ -41,3 +44,37 @@ def ros(ros_env):
         yield ros_env
     finally:
         rclpy.try_shutdown()
+
+
+@dataclass(frozen=True)
+class ReachPolicy:
+    path: str          # checkpoint directory
+    scene_seed: int    # the one object layout it was trained on (sim_arm's scene_seed)
+    seeds: tuple       # the start poses it saw (sim_arm's seed / tasks.sample's seed)
+
+
+@pytest.fixture(scope="session")
+def reach_policy(tmp_path_factory) -> ReachPolicy:
+    """A small flow policy for reach_around: scripted demonstrations (both modes, equal shares)
+    from a few start poses in one fixed scene, trained once per test session and shared by the
+    closed-loop tests (test_bringup, test_eval). The policy sees joint states only, so it learns
+    that one layout; launch the graph with scene_seed:=0 and seeds in `seeds`."""
+    import torch
+
+    from genpol.sim import tasks
+    from genpol.sim.demos import scripted_chunks
+    from genpol.train import TrainConfig, config_for_data, train
+
+    seeds, scene_seed = (0, 1, 2, 3), 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = scripted_chunks(tasks.REACH_AROUND, seeds=seeds, demos_per_seed=6,
+                               scene_seed=scene_seed)
+        config = config_for_data("flow", data, hidden_dim=64, down_dims=[32, 64], num_steps=10)
+        out = tmp_path_factory.mktemp("policy") / "reach_flow"
+        train(config, data, TrainConfig(steps=2000, batch_size=64, lr=3e-3, device="cpu",
+                                        progress=False), out_dir=out)
+    finally:
+        torch.set_num_threads(threads)
+    return ReachPolicy(str(out), scene_seed, seeds)

@@ -1,7 +1,8 @@
 """The whole simulated graph over real rclpy/DDS, started the way a user starts it:
 `genpol bringup policy_path:=<checkpoint>` (sim_arm + planner + executor, one process each),
-with a small flow policy trained here on scripted reach_around demonstrations. The arm must go
-around the post (left or right, never through) and put its tip on the target."""
+with a small flow policy trained on scripted reach_around demonstrations (conftest's
+reach_policy: one scene, a few start poses). The arm must go around the post (left or right,
+never through) and put its tip on the target."""
 
 from __future__ import annotations
 
@@ -19,29 +20,9 @@ from sensor_msgs.msg import JointState  # noqa: E402
 
 from genpol import robot  # noqa: E402
 from genpol.sim import tasks  # noqa: E402
-from genpol.sim.demos import scripted_chunks  # noqa: E402
-from genpol.train import TrainConfig, config_for_data, train  # noqa: E402
 from ros_helpers import TopicCollector, wait_for  # noqa: E402
 
-SEED = 0  # sim_arm.yaml's scene: the policy sees joints only, so it learns this one scene
 TOLERANCE = 0.03  # m; the task's own success radius is 2 cm, with a ~0.5 s settle
-
-
-@pytest.fixture(scope="module")
-def reach_policy(tmp_path_factory):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        data = scripted_chunks(tasks.REACH_AROUND, seeds=(SEED,), demos_per_seed=20)
-        config = config_for_data("flow", data, hidden_dim=64, down_dims=[32, 64], num_steps=10)
-        out = tmp_path_factory.mktemp("policy") / "reach_flow"
-        train(config, data, TrainConfig(steps=2000, batch_size=64, lr=3e-3, device="cpu",
-                                        progress=False), out_dir=out)
-    finally:
-        torch.set_num_threads(threads)
-    return str(out)
 
 
 def _tip(msg: JointState) -> np.ndarray:
@@ -50,11 +31,13 @@ def _tip(msg: JointState) -> np.ndarray:
 
 
 def test_bringup_reaches_around_the_obstacle(ros, reach_policy, tmp_path):
-    task = tasks.sample(tasks.REACH_AROUND, SEED)
+    seed = reach_policy.seeds[0]  # the pose the graph starts in, before any ~/reset
+    task = tasks.sample(tasks.REACH_AROUND, seed, reach_policy.scene_seed)
     log = open(tmp_path / "bringup.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "genpol.cli", "bringup", f"policy_path:={reach_policy}",
-         "executor_mode:=latest"], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        [sys.executable, "-m", "genpol.cli", "bringup", f"policy_path:={reach_policy.path}",
+         "executor_mode:=latest", f"seed:={seed}", f"scene_seed:={reach_policy.scene_seed}"],
+        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     probe = rclpy.create_node("probe")
     states = TopicCollector(probe, JointState, "/joint_states")
     from rclpy.executors import SingleThreadedExecutor

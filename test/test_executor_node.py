@@ -74,3 +74,20 @@ def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
         firsts = np.array([m.points[0].positions for m in arm.messages[n_before:]])
         steps = np.abs(np.diff(firsts, axis=0))
         assert steps.max() <= robot.velocity_limits()[:5].max() / 50.0 + 1e-6
+
+
+def test_executor_tick_sources_and_their_parameters(ros):
+    """Both tick sources tick at rate_hz; a bad tick_source or spin is refused at start-up."""
+    for source in ("thread", "timer"):
+        node = ExecutorNode(parameter_overrides=[Parameter("tick_source", value=source),
+                                                 Parameter("tick_spin_s", value=0.0005)])
+        times = node.record_tick_times()
+        with spinning(node):
+            assert wait_for(lambda: len(times) >= 11, timeout=5)
+        assert node.tick_source == source
+        periods = np.diff(list(times)[:11])
+        assert abs(periods.mean() - 0.02) < 0.005, (source, periods)
+    with pytest.raises(ValueError, match="tick_source"):
+        ExecutorNode(parameter_overrides=[Parameter("tick_source", value="interrupt")])
+    with pytest.raises(ValueError, match="tick_spin_s"):
+        ExecutorNode(parameter_overrides=[Parameter("tick_spin_s", value=0.5)])

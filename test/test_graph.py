@@ -84,6 +84,21 @@ def test_launch_arguments_are_checked():
         graph.resolve_arguments({"sim": "yes"})
     with pytest.raises(ValueError, match="name:=value"):
         launcher.parse_launch_args(["sim=true"])
+    with pytest.raises(ValueError, match="seed must be an integer, got 'one'"):
+        graph.resolve_arguments({"seed": "one"})
+
+
+def test_overrides_have_the_type_of_the_parameter_they_set():
+    """Launch arguments are strings; a parameter declared as an int must still get an int (rclpy
+    refuses a string for it), so the value in the node's parameter file sets the type."""
+    args = graph.resolve_arguments({})
+    for spec in OWN:
+        in_file = yaml.safe_load((ROOT / "config" / spec.params_file).read_text())
+        in_file = in_file[spec.name]["ros__parameters"]
+        _, values = graph.parameters(spec, args)
+        for param, _arg in spec.overrides:
+            if param in in_file:
+                assert type(values[param]) is type(in_file[param]), (spec.name, param)
 
 
 def test_bringup_commands_for_the_simulated_graph(tmp_path):
@@ -98,6 +113,14 @@ def test_bringup_commands_for_the_simulated_graph(tmp_path):
         "planner": {"ros__parameters": {"policy_path": "/tmp/p"}}}
     overrides = yaml.safe_load((tmp_path / "executor.overrides.yaml").read_text())
     assert overrides["executor"]["ros__parameters"] == {"mode": "latest"}
+
+
+def test_sim_arguments_reach_sim_arm_typed(tmp_path):
+    args = launcher.parse_launch_args(["task:=pick_place", "seed:=7", "scene_seed:=-1"])
+    launcher.commands(args, tmp_path)
+    overrides = yaml.safe_load((tmp_path / "sim_arm.overrides.yaml").read_text())
+    assert overrides["sim_arm"]["ros__parameters"] == {"task": "pick_place", "seed": 7,
+                                                       "scene_seed": -1}
 
 
 def test_real_robot_graph_needs_a_ros_distribution(tmp_path, monkeypatch):

@@ -71,6 +71,7 @@ def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
     node = PlannerNode(parameter_overrides=[
         Parameter("policy_path", value=checkpoints["good"]),
         Parameter("num_samples", value=4), Parameter("inference_rate_hz", value=20.0),
+        Parameter("cpu_threads", value=0),  # leave this pytest process's torch threads alone
         Parameter("camera_topics", value=["none=/unused"])])
     probe = rclpy.create_node("probe")
     chunks = TopicCollector(probe, JointTrajectory, "/genpol/action_chunk")

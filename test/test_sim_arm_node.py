@@ -117,3 +117,36 @@ def test_sim_arm_publishes_both_cameras(ros):
 def test_sim_arm_refuses_an_unknown_task(ros):
     with pytest.raises(ValueError, match="task must be one of"):
         SimArmNode(parameter_overrides=[Parameter("task", value="juggle")])
+
+
+def test_sim_arm_ignores_commands_planned_before_a_reset(ros):
+    """After ~/reset, a trajectory that starts far from the new start pose (one computed for
+    the old episode) is ignored for reset_guard_s; one that starts at the new pose is followed
+    and ends the guard."""
+    node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
+                                           Parameter("reset_guard_s", value=5.0)])
+    probe = rclpy.create_node("probe")
+    client = probe.create_client(Trigger, "/sim_arm/reset")
+    states = TopicCollector(probe, JointState, "/joint_states")
+    arm_pub = probe.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", 10)
+    names = list(robot.ARM_JOINTS)
+    with spinning(node, probe):
+        assert client.wait_for_service(timeout_sec=5) and states.wait(5, timeout=5)
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout=5) and future.result().success
+        start = node.sim.task.q_start[:5]
+        stale = start + np.array([0.5, 0.0, 0.0, 0.0, 0.0])
+        arm_pub.publish(trajectory_msg(names, [duration_msg(0.1)], stale[None]))
+        assert wait_for(lambda: node.ignored_after_reset == 1, timeout=3)
+        time.sleep(0.3)
+        assert abs(_latest_positions(states)["shoulder_pan"] - start[0]) < 0.02
+        moved = start + np.array([0.1, 0.0, 0.0, 0.0, 0.0])
+        arm_pub.publish(trajectory_msg(names, [duration_msg(0.02), duration_msg(0.3)],
+                                       np.stack([start, moved])))
+        assert wait_for(lambda: abs(_latest_positions(states)["shoulder_pan"] - moved[0])
+                        < 0.02, timeout=3)
+        # The guard is over: a far target is followed again.
+        arm_pub.publish(trajectory_msg(names, [duration_msg(0.5)], stale[None]))
+        assert wait_for(lambda: abs(_latest_positions(states)["shoulder_pan"] - stale[0])
+                        < 0.03, timeout=3)
+        assert node.ignored_after_reset == 1

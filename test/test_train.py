@@ -65,6 +65,17 @@ def test_data_and_config_must_agree():
         train(cfg, d, TrainConfig(steps=1, progress=False))
 
 
+def test_a_policy_may_use_a_subset_of_the_recorded_cameras(tmp_path):
+    d = data()
+    d.images = {"front": np.zeros((64, 16, 16, 3), np.uint8),
+                "wrist": np.zeros((64, 16, 16, 3), np.uint8)}
+    state_only = config_for_data("mse", d, cameras=[])
+    train(state_only, d, TrainConfig(steps=2, batch_size=8, progress=False), out_dir=tmp_path)
+    assert load_policy(tmp_path).config.cameras == []
+    with pytest.raises(DataError, match=r"uses cameras \['top'\] that the data lacks"):
+        train(config_for_data("mse", d, cameras=["top"]), d, TrainConfig(steps=1, progress=False))
+
+
 def test_chunking_repeats_the_last_action():
     states = np.arange(5, dtype=np.float32)[:, None]
     actions = np.arange(1, 6, dtype=np.float32)[:, None]

@@ -60,15 +60,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out = args.out or "bench-results/multimodal"
         print(f"\nwall time {time.perf_counter() - start:.1f} s; results in {out}/results.json")
         return 0
-    raise SystemExit(f"unknown benchmark {args.name!r}; known: multimodal")
+    if args.name in ("planner", "executor"):
+        return _bench_runtime(args)
+    raise SystemExit(f"unknown benchmark {args.name!r}; known: multimodal, planner, executor")
+
+
+def _bench_runtime(args: argparse.Namespace) -> int:
+    """`genpol bench planner` (chunk latency per family) and `genpol bench executor` (tick
+    timing beside a live planner and simulator)."""
+    import shlex
+
+    command = shlex.join(["genpol", *sys.argv[1:]])
+    out = args.out or f"bench-results/{args.name}"
+    start = time.perf_counter()
+    if args.name == "planner":
+        from genpol.bench import planner as bench
+
+        results = bench.run(args.families.split(",") if args.families else None,
+                            args.settings.split(",") if args.settings else None,
+                            quick=args.quick, out=out, seed=args.seed, iters=args.iters,
+                            threads=args.threads, progress=not args.no_progress,
+                            command=command)
+    else:
+        from genpol.bench import executor as bench
+
+        duration = args.duration if args.duration is not None else (10.0 if args.quick else 60.0)
+        try:
+            results = bench.run(duration, out=out, variants=args.variants.split(","),
+                                policy=args.policy, train_steps=args.train_steps, seed=args.seed,
+                                progress=not args.no_progress, command=command)
+        except RuntimeError as exc:
+            print(f"genpol bench executor: error: {exc}", file=sys.stderr)
+            return 1
+    print()
+    print(bench.format_table(results))
+    print(f"\nwall time {time.perf_counter() - start:.1f} s; results in {out}/results.json")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print("genpol demo: the mode-averaging benchmark, quick form (every family on the obstacle "
-          "problem)\n")
-    args.name, args.quick, args.families = "multimodal", True, None
-    args.out = args.out or "demo-output"
-    return cmd_bench(args)
+    from genpol import demo
+
+    print("genpol demo: record demonstrations in simulation -> LeRobot v3 dataset -> train -> "
+          "closed-loop evaluation through the ROS graph\n", flush=True)
+    try:
+        demo.run(args.family, out=args.out or "demo-output", progress=not args.no_progress)
+    except RuntimeError as exc:
+        print(f"genpol demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def cmd_bringup(args: argparse.Namespace) -> int:
@@ -81,12 +123,95 @@ def cmd_bringup(args: argparse.Namespace) -> int:
         return 2
 
 
+def _node_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """--param node.name=value pairs -> {node: {name: value}}, values parsed as YAML."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, name = key.partition(".")
+        if not (sep and dot and node and name):
+            raise SystemExit(f"--param expects node.name=value, got {item!r}")
+        out.setdefault(node, {})[name] = yaml.safe_load(raw)
+    return out
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import shlex
+
+    from genpol.evaluation.runner import EvalSettings, run
+
+    settings = EvalSettings(
+        policy=args.policy, task=args.task, episodes=args.episodes, out=args.out,
+        seed=args.seed, scene_seed=args.scene_seed, executor_mode=args.executor_mode or "",
+        videos=args.videos, timeout_s=args.timeout_s or 0.0, hold_s=args.hold_s,
+        progress=not args.no_progress, params=_node_params(args.param))
+    try:
+        run(settings, command=shlex.join(["genpol", *sys.argv[1:]]))
+    except RuntimeError as exc:
+        print(f"genpol eval: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    if not args.sim:
+        raise SystemExit("genpol record: only --sim is implemented: on a real arm, run the "
+                         "teleop and recorder nodes and call /recorder/start_episode and "
+                         "/recorder/stop_episode (README: Recording demonstrations)")
+    from genpol.nodes.record_session import RecordSettings, record_sim
+
+    settings = RecordSettings(task=args.task, episodes=args.episodes, out=args.out,
+                              seed=args.seed, scene_seed=args.scene_seed, mode=args.mode,
+                              cameras=not args.no_cameras, settle_s=args.settle_s,
+                              backend=args.backend, progress=not args.no_progress,
+                              keep_logs=args.keep_logs)
+    start = time.perf_counter()
+    try:
+        paths = record_sim(settings)
+    except RuntimeError as exc:
+        print(f"genpol record: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(f"recorded {len(paths)} episodes into {args.out} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    if args.action != "build":
+        raise SystemExit(f"unknown dataset action {args.action!r}; known: build")
+    from genpol.data.build import build_dataset, parse_cameras, parse_size
+
+    if len(args.paths) < 2:
+        raise SystemExit("genpol dataset build: give the episode bags or recording directories, "
+                         "then the output directory")
+    *inputs, out = args.paths
+    try:
+        report = build_dataset(inputs, out, fps=args.fps, cameras=parse_cameras(args.cameras),
+                               image_size=parse_size(args.image_size), codec=args.codec,
+                               overwrite=args.overwrite,
+                               skip_unsuccessful=args.skip_unsuccessful,
+                               state_topic=args.state_topic, action_topic=args.action_topic,
+                               task=args.task, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
+    for bag, reason in report.skipped:
+        print(f"skipped {bag}: {reason}")
+    print(f"wrote {report.episodes} episodes ({report.frames} frames at {report.fps:g} fps, "
+          f"cameras {report.cameras or 'none'}) to {report.out} in {report.seconds:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genpol", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a policy on a dataset")
-    t.add_argument("--data", required=True, help="dataset path (.npz)")
+    t.add_argument("--data", required=True,
+                   help="dataset path: .npz, or a LeRobot v3.0 dataset directory")
     t.add_argument("--family", default="flow")
     t.add_argument("--out", required=True, help="checkpoint directory to write")
     t.add_argument("--config", help="YAML file of policy config values")
@@ -106,17 +231,110 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Same nodes and parameters as `ros2 launch genpol "
                                    "bringup.launch.py`; arguments as name:=value.")
     g.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
-                   help="sim, policy_path, executor_mode, rviz, use_mock_hardware")
+                   help="sim, policy_path, executor_mode, rviz, use_mock_hardware, task, "
+                        "seed, scene_seed")
     g.add_argument("--duration", type=float, help="stop after this many seconds")
     g.set_defaults(func=cmd_bringup)
 
-    for name, func, helptext in (("bench", cmd_bench, "run a benchmark"),
-                                 ("demo", cmd_demo, "the main demonstration")):
+    e = sub.add_parser("eval", help="evaluate a policy closed-loop in the simulated ROS graph",
+                       description="Starts sim_arm, planner and executor as `genpol bringup` "
+                                   "does, runs episodes from randomised starts, and writes "
+                                   "results.json, paths.png and rollouts.mp4.")
+    e.add_argument("--policy", required=True, help="checkpoint directory")
+    e.add_argument("--task", default="reach_around", help="reach_around or pick_place")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--out", default="eval-results", help="output folder")
+    e.add_argument("--seed", type=int, default=0,
+                   help="sim_arm seed: episode i starts from the pose of seed + 1 + i")
+    e.add_argument("--scene-seed", type=int, default=-1,
+                   help=">= 0: one object layout for every episode (-1: one per episode)")
+    e.add_argument("--executor-mode", help="ensemble, latest or average "
+                                           "(default: config/executor.yaml)")
+    e.add_argument("--videos", type=int, default=3, help="episodes recorded into the MP4")
+    e.add_argument("--timeout-s", type=float,
+                   help="sim seconds per episode (default 10 reach_around, 20 pick_place)")
+    e.add_argument("--hold-s", type=float, default=0.5, help="success must hold this long")
+    e.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                   help="node parameter over config/<node>.yaml, e.g. planner.num_samples=16 "
+                        "(repeatable)")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("record", help="record demonstrations (rosbag2 MCAP, one bag per episode)",
+                       description="--sim: the simulator's scripted experts play through a "
+                                   "leader/follower teleoperation into the recorder node.")
+    r.add_argument("--sim", action="store_true", help="record scripted experts in simulation")
+    r.add_argument("--task", default="reach_around", help="reach_around or pick_place")
+    r.add_argument("--episodes", type=int, default=10)
+    r.add_argument("--out", required=True, help="dataset directory (episode bags go inside)")
+    r.add_argument("--seed", type=int, default=0,
+                   help="sim_arm's first start pose, and the experts' mode draws")
+    r.add_argument("--scene-seed", type=int, default=-1,
+                   help=">= 0: one object layout for every episode (-1: one per episode)")
+    r.add_argument("--mode", default="random",
+                   help="random (50/50), alternate, or one mode (left, right, top, front)")
+    r.add_argument("--no-cameras", action="store_true", help="record joint states only")
+    r.add_argument("--settle-s", type=float, default=0.5,
+                   help="seconds recorded still before and after each demonstration")
+    r.add_argument("--backend", default="auto", help="auto, mcap or rosbag2_py")
+    r.add_argument("--keep-logs", action="store_true", help="keep the nodes' logs")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_record)
+
+    d = sub.add_parser("dataset", help="build a LeRobot v3.0 dataset from recorded episodes",
+                       description="build: time-align each recorded episode (rosbag2 bags from "
+                                   "the recorder) to a fixed fps and write a LeRobotDataset v3.0 "
+                                   "directory that `genpol train --data` and LeRobot read.")
+    d.add_argument("action", choices=["build"])
+    d.add_argument("paths", nargs="+", metavar="PATH",
+                   help="episode bags or recording directories, then the output directory")
+    d.add_argument("--fps", type=float, help="frame rate (default: the episodes' recorded fps)")
+    d.add_argument("--cameras", help="name=/image/topic pairs, comma-separated, or 'none' "
+                                     "(default: front=/camera/image_raw,"
+                                     "wrist=/wrist_camera/image_raw where recorded)")
+    d.add_argument("--image-size", metavar="WxH", help="resize camera frames, e.g. 96x96")
+    d.add_argument("--codec", default="h264", choices=["h264", "av1", "mpeg4"],
+                   help="video codec (LeRobot's default is av1)")
+    d.add_argument("--state-topic", default="/joint_states")
+    d.add_argument("--action-topic", default="/leader/joint_states")
+    d.add_argument("--task", help="task text for episodes whose metadata has none")
+    d.add_argument("--skip-unsuccessful", action="store_true",
+                   help="leave out episodes whose metadata says success: false")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_dataset)
+
+    m = sub.add_parser("demo", help="the main demonstration: record, dataset, train, evaluate",
+                       description="Records scripted demonstrations in simulation through the "
+                                   "recorder, builds a LeRobot v3 dataset, trains a policy and "
+                                   "evaluates it closed-loop (settings: config/demo.yaml).")
+    m.add_argument("--family", default="flow", help="policy family (default flow)")
+    m.add_argument("--out", help="output folder (default demo-output)")
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(func=cmd_demo)
+
+    for name, func, helptext in (("bench", cmd_bench, "run a benchmark"),):
         b = sub.add_parser(name, help=helptext)
         if name == "bench":
-            b.add_argument("name", help="benchmark name: multimodal")
+            b.add_argument("name", help="benchmark name: multimodal, planner or executor")
             b.add_argument("--quick", action="store_true", help="the short form (<= 2 min)")
             b.add_argument("--families", help="comma-separated subset of families")
+            b.add_argument("--settings", help="planner: comma-separated subset of state, "
+                                              "camera, camera_resnet18")
+            b.add_argument("--iters", type=int, help="planner: timed calls per row (default 50, "
+                                                     "--quick 10)")
+            b.add_argument("--threads", type=int, help="planner: torch threads (default: "
+                                                       "torch's, as the planner node runs)")
+            b.add_argument("--duration", type=float,
+                           help="executor: seconds measured per tick source (default 60, "
+                                "--quick 10)")
+            b.add_argument("--variants", default="thread,thread_plain,timer,timer_mt",
+                           help="executor: comma-separated subset of thread, thread_plain, "
+                                "timer, timer_mt")
+            b.add_argument("--policy", help="executor: the planner's checkpoint (default: train "
+                                            "a small flow policy, cached under --out)")
+            b.add_argument("--train-steps", type=int, default=300,
+                           help="executor: training steps of that policy")
         b.add_argument("--out", help="output folder")
         b.add_argument("--seed", type=int, default=0)
         b.add_argument("--device", default="cpu")

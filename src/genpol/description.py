@@ -19,6 +19,16 @@ import numpy as np
 from genpol import robot
 
 DEFAULT_PLUGIN = "mock_components/GenericSystem"
+#: The ros2_control driver SO-101 owners run for the Feetech STS3215 bus servos
+#: (github.com/JafarAbdi/feetech_ros2_driver): the serial port as a hardware parameter, each
+#: joint's servo ID (LeRobot's SO-101 numbering, 1 = shoulder_pan ... 6 = gripper) per joint.
+FEETECH_PLUGIN = "feetech_ros2_driver/FeetechHardwareInterface"
+
+
+def feetech_params(usb_port: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """(hardware params, per-joint params) for FEETECH_PLUGIN on `usb_port`."""
+    return ({"usb_port": usb_port},
+            {name: {"id": str(i + 1)} for i, name in enumerate(robot.JOINT_NAMES)})
 URDF_PATH = Path(__file__).resolve().parents[2] / "config" / "so101.urdf"
 TIP_SITE = "gripper_tip"
 
@@ -89,14 +99,18 @@ def _urdf_joint(jf: robot.JointFrame, limit: robot.JointLimit) -> list[str]:
 
 
 def _ros2_control(name: str, plugin: str, params: Mapping[str, str],
-                  initial: Sequence[float]) -> list[str]:
+                  initial: Sequence[float],
+                  joint_params: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     out = [f'  <ros2_control name="{name}" type="system">',
            "    <hardware>",
            f"      <plugin>{escape(plugin)}</plugin>"]
     out += [f"      <param name={quoteattr(k)}>{escape(str(v))}</param>" for k, v in params.items()]
     out.append("    </hardware>")
     for limit, q0 in zip(robot.JOINTS, initial):
-        out += [f'    <joint name="{limit.name}">',
+        out.append(f'    <joint name="{limit.name}">')
+        out += [f"      <param name={quoteattr(k)}>{escape(str(v))}</param>"
+                for k, v in (joint_params or {}).get(limit.name, {}).items()]
+        out += [
                 '      <command_interface name="position">',
                 f'        <param name="min">{_f(limit.lower)}</param>',
                 f'        <param name="max">{_f(limit.upper)}</param>',
@@ -111,7 +125,8 @@ def _ros2_control(name: str, plugin: str, params: Mapping[str, str],
 
 
 def urdf(hardware_plugin: str = DEFAULT_PLUGIN, hardware_params: Mapping[str, str] | None = None,
-         initial_positions: Sequence[float] | None = None, name: str = "so101") -> str:
+         initial_positions: Sequence[float] | None = None, name: str = "so101",
+         joint_params: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """The robot_description: links, the six revolute joints with limits, a fixed gripper_tip
     frame, and a <ros2_control> system using `hardware_plugin` (mock hardware by default).
 
@@ -139,7 +154,7 @@ def urdf(hardware_plugin: str = DEFAULT_PLUGIN, hardware_params: Mapping[str, st
               f'    <child link="{TIP_SITE}"/>',
               f'    <origin xyz="{_v(robot.TIP_XYZ)}" rpy="0 0 0"/>',
               "  </joint>"]
-    lines += _ros2_control(name, hardware_plugin, hardware_params or {}, initial)
+    lines += _ros2_control(name, hardware_plugin, hardware_params or {}, initial, joint_params)
     lines.append("</robot>")
     return "\n".join(lines) + "\n"
 

@@ -51,22 +51,28 @@ def commands(args: dict[str, str], workdir: Path) -> list[tuple[str, list[str]]]
     """(node name, argv) for every node of the graph these arguments select."""
     out = []
     for spec in graph.select(args):
-        if spec.package == graph.PACKAGE:
-            argv = [sys.executable, "-m", f"genpol.nodes.{spec.executable}"]
-        else:
-            argv = [_external_executable(spec)]
         params_file, values = graph.parameters(spec, args)
-        argv += graph.node_arguments(spec)
-        argv += ["--ros-args", "-r", f"__node:={spec.name}"]
-        if params_file:
-            argv += ["--params-file", str(params_file)]
-        if values:
-            # Overrides go through a file too: `-p name:=` cannot carry an empty string.
-            extra = workdir / f"{spec.name}.overrides.yaml"
-            extra.write_text(yaml.safe_dump({spec.name: {"ros__parameters": values}}))
-            argv += ["--params-file", str(extra)]
-        out.append((spec.name, argv))
+        out.append((spec.name, node_argv(spec, params_file, values, workdir)))
     return out
+
+
+def node_argv(spec: graph.NodeSpec, params_file: Path | None, values: dict,
+              workdir: Path) -> list[str]:
+    """argv that runs one node: its parameter file, then `values` overriding it."""
+    if spec.package == graph.PACKAGE:
+        argv = [sys.executable, "-m", f"genpol.nodes.{spec.executable}"]
+    else:
+        argv = [_external_executable(spec)]
+    argv += graph.node_arguments(spec)
+    argv += ["--ros-args", "-r", f"__node:={spec.name}"]
+    if params_file:
+        argv += ["--params-file", str(params_file)]
+    if values:
+        # Overrides go through a file too: `-p name:=` cannot carry an empty string.
+        extra = workdir / f"{spec.name}.overrides.yaml"
+        extra.write_text(yaml.safe_dump({spec.name: {"ros__parameters": values}}))
+        argv += ["--params-file", str(extra)]
+    return argv
 
 
 def bringup(launch_args: Sequence[str], duration: float | None = None) -> int:
@@ -119,3 +125,63 @@ def _stop_all(procs: list[tuple[str, subprocess.Popen]], grace: float = 5.0) -> 
             print(f"[bringup] {name} ignored Ctrl-C; killing it", flush=True)
             p.kill()
             p.wait()
+
+
+def parent_death_signal():
+    """preexec_fn asking Linux to SIGTERM a child if its parent dies without cleaning up."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class NodeProcesses:
+    """Node processes started one by one, each logging to <log_dir>/<name>.log; a context
+    manager that stops them all (Ctrl-C, then a kill after `grace`) however the block ends."""
+
+    def __init__(self, log_dir: Path, grace: float = 5.0):
+        self.log_dir = Path(log_dir)
+        self.grace = grace
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self._logs: list = []
+
+    def __enter__(self) -> "NodeProcesses":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "w")
+        self._logs.append(log)
+        log.write("$ " + " ".join(argv) + "\n")
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                env=os.environ.copy(), preexec_fn=parent_death_signal())
+        self.procs.append((name, proc))
+        return proc
+
+    def log_tail(self, name: str, chars: int = 2500) -> str:
+        try:
+            return (self.log_dir / f"{name}.log").read_text()[-chars:]
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        """RuntimeError with the end of its log if any node has exited."""
+        for name, p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"node {name} exited with code {p.returncode}; the end of "
+                                   f"{self.log_dir / (name + '.log')}:\n{self.log_tail(name)}")
+
+    def stop(self) -> None:
+        _stop_all(self.procs, self.grace)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()

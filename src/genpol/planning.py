@@ -45,8 +45,14 @@ def resolve_device(name: str) -> str:
 class PolicyRunner:
     """Holds the running policy and samples chunks for one observation at a time."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", cpu_threads: int = 0):
         self.device = resolve_device(device)
+        if self.device == "cpu" and cpu_threads > 0:
+            import torch
+
+            # Beside the simulator and the executor on a small CPU, torch's default (one thread
+            # per core) makes the processes fight; the small policies gain little from more.
+            torch.set_num_threads(cpu_threads)
         self.policy = None
         self.path = ""
         self._loading: threading.Thread | None = None

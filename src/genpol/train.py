@@ -81,21 +81,29 @@ def _distributed() -> tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def fit_config(config: PolicyConfig, data: ChunkData) -> None:
-    """Refuse data whose shapes do not match the policy config (before any training)."""
+def fit_config(config: PolicyConfig, data: ChunkData) -> ChunkData:
+    """Refuse data whose shapes do not match the policy config (before any training); returns
+    the data with only the cameras the policy uses (a dataset may record more, e.g. a wrist
+    camera a state-only policy ignores)."""
     want = (config.state_dim, config.horizon, config.action_dim)
     have = (data.state.shape[1], data.action.shape[1], data.action.shape[2])
     if want != have:
         raise DataError(f"data has state_dim={have[0]}, horizon={have[1]}, action_dim={have[2]} "
                         f"but the policy config says {want[0]}, {want[1]}, {want[2]}")
-    if sorted(data.images) != sorted(config.cameras):
-        raise DataError(f"data has cameras {sorted(data.images)}, config {sorted(config.cameras)}")
+    missing = sorted(set(config.cameras) - set(data.images))
+    if missing:
+        raise DataError(f"the policy config uses cameras {missing} that the data lacks (it has "
+                        f"{sorted(data.images) or 'none'}); set `cameras` to a subset of those")
+    if sorted(data.images) == sorted(config.cameras):
+        return data
+    return ChunkData(data.state, data.action, {c: data.images[c] for c in config.cameras},
+                     data.joint_names, data.fps)
 
 
 def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None,
           out_dir: str | os.PathLike | None = None) -> TrainResult:
     tcfg = tcfg or TrainConfig()
-    fit_config(config, data)
+    data = fit_config(config, data)
     world, rank, local_rank = _distributed()
     device = resolve_device(tcfg.device)
     if world > 1:

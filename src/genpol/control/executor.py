@@ -5,11 +5,16 @@ The ROS node calls add_chunk for every /genpol/action_chunk, set_measured for ev
 they can be tested without ROS: which chunks still count, how they are merged, and how fast the
 command may move. On anything doubtful the executor holds the last commanded position rather
 than guess, and it never jumps: every step is bounded by the speed limit.
+
+Thread-safe: add_chunk and set_measured may run on subscription threads while tick runs on the
+node's tick thread. One lock guards the state; validating a chunk happens outside it, so a tick
+never waits on that.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -45,32 +50,39 @@ class ChunkExecutor:
         self._last_tick: float | None = None
         self._measured = np.full(len(config.joint_names), np.nan)
         self._commanded: np.ndarray | None = None
+        self._held: np.ndarray | None = None  # the first measured position, held until a chunk
         self._not_before = -np.inf  # chunks stamped earlier belong to a finished episode
+        self._lock = threading.RLock()
 
     def reset(self, now: float) -> None:
         """Start over, as at a new episode: drop every chunk, forget the last command and the
         measured state (the arm may have been moved), and refuse chunks stamped before `now`
         (ones planned for the old episode still in flight). The next tick holds the first
         position measured after this."""
-        self._chunks.clear()
-        self._newest_stamp = None
-        self._commanded = None
-        self._measured[:] = np.nan
-        self._not_before = float(now)
+        with self._lock:
+            self._chunks.clear()
+            self._newest_stamp = None
+            self._commanded = None
+            self._held = None
+            self._measured[:] = np.nan
+            self._not_before = float(now)
 
     @property
     def num_chunks(self) -> int:
-        return len(self._chunks)
+        with self._lock:
+            return len(self._chunks)
 
     @property
     def last_commanded(self) -> np.ndarray | None:
         """First point of the last command that came from chunks (None before the first)."""
-        return None if self._commanded is None else self._commanded.copy()
+        with self._lock:
+            return None if self._commanded is None else self._commanded.copy()
 
     @property
     def measured(self) -> np.ndarray | None:
         """Latest measured positions in config order, once every configured joint was seen."""
-        return self._measured.copy() if np.all(np.isfinite(self._measured)) else None
+        with self._lock:
+            return self._measured.copy() if np.all(np.isfinite(self._measured)) else None
 
     def set_measured(self, positions: np.ndarray, joint_names: Sequence[str]) -> None:
         """Record /joint_states. Joints we do not command are ignored, and so are NaN values:
@@ -80,17 +92,22 @@ class ChunkExecutor:
         if pos.shape[0] != len(names):
             raise ValueError(f"set_measured got {pos.shape[0]} positions for {len(names)} names")
         index = {n: i for i, n in enumerate(self.config.joint_names)}
-        for name, value in zip(names, pos):
-            i = index.get(str(name))
-            if i is not None and np.isfinite(value):
+        updates = [(index[str(n)], v) for n, v in zip(names, pos)
+                   if str(n) in index and np.isfinite(v)]
+        with self._lock:
+            for i, value in updates:
                 self._measured[i] = value
 
     def add_chunk(self, stamp: float, joint_names: Sequence[str], times_from_start: np.ndarray,
                   positions: np.ndarray) -> ChunkResult:
         chunk, result = check_chunk(self.config, stamp, joint_names, times_from_start, positions,
-                                    self._seq)
+                                    0)
         if chunk is None:
             return result
+        with self._lock:
+            return self._add_checked(chunk, result)
+
+    def _add_checked(self, chunk: Chunk, result: ChunkResult) -> ChunkResult:
         if chunk.stamp < self._not_before:
             return ChunkResult(False, "dropped: planned before the last reset")
         ref = self._last_tick if self._last_tick is not None else self._newest_stamp
@@ -102,6 +119,7 @@ class ChunkExecutor:
             if -age > self.config.max_chunk_age_s:
                 result.warnings.append(f"stamp is {-age:.3f} s in the future: are the planner "
                                        "and the executor on the same clock (use_sim_time)?")
+        chunk = replace(chunk, seq=self._seq)
         self._seq += 1
         self._chunks.append(chunk)
         self._chunks.sort(key=lambda c: (c.stamp, c.seq))
@@ -117,6 +135,10 @@ class ChunkExecutor:
         now = float(now)
         if not np.isfinite(now):
             raise ValueError(f"tick(now) needs a finite time, got {now}")
+        with self._lock:
+            return self._tick(now)
+
+    def _tick(self, now: float) -> Command:
         warnings: list[str] = []
         if self._last_tick is not None and now < self._last_tick:
             warnings.append(f"clock went back {self._last_tick - now:.3f} s: dropped all chunks")
@@ -134,7 +156,8 @@ class ChunkExecutor:
         covered = np.stack([s[1] for s in samples])
         if not covered.any():
             return self._hold(warnings)
-        start = self._commanded if self._commanded is not None else self.measured
+        start = self._commanded if self._commanded is not None else self._held
+        start = start if start is not None else self.measured
         if start is None:
             warnings.append("waiting for /joint_states of "
                             f"{self._unmeasured()} before moving")
@@ -164,7 +187,12 @@ class ChunkExecutor:
         return Command(self._offsets.copy(), points, "chunk", warnings)
 
     def _hold(self, warnings: list[str]) -> Command:
-        position = self._commanded if self._commanded is not None else self.measured
+        # Before any chunk: hold the first measured position, fixed, as a trajectory controller
+        # holds its position on activation. Re-reading the measured state every tick would hold
+        # nothing: the arm sagging under gravity would be followed, drifting off its start.
+        if self._commanded is None and self._held is None:
+            self._held = self.measured
+        position = self._commanded if self._commanded is not None else self._held
         if position is None:
             return self._empty(warnings)
         points = np.repeat(position[None, :], len(self._offsets), axis=0)

@@ -1,7 +1,8 @@
 """Pluggable on-disk sources for training: each recognises a path and turns it into ChunkData.
 
-Today: `.npz` archives (keys state, action, optional image.<camera>). Later formats (LeRobot
-v3 datasets) register themselves here so `genpol train` needs no change.
+Today: `.npz` archives (keys state, action, optional image.<camera>) and LeRobotDataset v3.0
+directories (data/lerobot.py). Later formats register themselves here so `genpol train` needs
+no change.
 """
 
 from __future__ import annotations
@@ -61,3 +62,19 @@ def _load_npz(path: Path, horizon: int | None) -> ChunkData:
 
 
 register_source("npz", lambda p: p.is_file() and p.suffix == ".npz", _load_npz)
+
+
+def _load_lerobot_v3(path: Path, horizon: int | None) -> ChunkData:
+    from genpol.data.lerobot import load_v3  # pyarrow and PyAV load only when used
+
+    return load_v3(path, horizon)
+
+
+def _is_lerobot_v3(path: Path) -> bool:
+    from genpol.data.lerobot import is_v3_dataset
+
+    return is_v3_dataset(path)
+
+
+# LeRobotDataset v3.0 directories (ours, and SO-101 ones recorded with LeRobot): data/lerobot.py
+register_source("lerobot-v3", _is_lerobot_v3, _load_lerobot_v3)

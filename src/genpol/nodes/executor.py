@@ -1,9 +1,22 @@
 """executor: action chunks in, 50 Hz joint trajectories out to the ros2_control controllers.
 
 All math lives in genpol.control (numpy); this node only translates messages and keeps time.
+
+Time is kept by a dedicated thread that sleeps to absolute monotonic deadlines (tick_source
+"thread", the default) rather than by an rclpy timer: the timer's callback waits its turn in the
+executor behind the subscription callbacks and the executor's own bookkeeping, which on a small
+CPU shared with the planner and the simulator costs milliseconds of jitter (`genpol bench
+executor` measures both). Subscriptions stay on the rclpy executor; the core is thread-safe.
+With use_sim_time the ROS timer is used, since only it follows simulated time.
 """
 
 from __future__ import annotations
+
+import collections
+import math
+import os
+import threading
+import time
 
 import numpy as np
 import rclpy
@@ -11,11 +24,21 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker
 
 from genpol import robot
 from genpol.control import ChunkExecutor, ExecutorConfig
+from genpol.nodes.markers import executed_path_marker
 from genpol.nodes.messages import duration_msg, duration_s, stamp_s, trajectory_msg
 from genpol.nodes.runner import run_node
+
+
+TICK_SOURCES = ("thread", "timer")
+#: threads of the rclpy executor that runs the subscriptions (and the timer, tick_source timer).
+#: One: the tick has its own thread, the callbacks share one mutually exclusive group anyway, and
+#: a MultiThreadedExecutor's pool costs several times the CPU and holds the interpreter lock
+#: longer (its tick jitter is in the README's executor benchmark).
+SPIN_THREADS = 1
 
 
 class ExecutorNode(Node):
@@ -27,6 +50,8 @@ class ExecutorNode(Node):
             "chunk_topic": "/genpol/action_chunk", "state_topic": "/joint_states",
             "arm_topic": "/arm_controller/joint_trajectory",
             "gripper_topic": "/gripper_controller/joint_trajectory",
+            "tick_source": "thread", "tick_priority": 0, "tick_spin_s": 0.0,
+            "path_topic": "/genpol/executed_path", "path_seconds": 3.0, "frame_id": "base_link",
         }
         for name, default in p.items():
             self.declare_parameter(name, default)
@@ -43,12 +68,51 @@ class ExecutorNode(Node):
         self.create_subscription(JointState, get("state_topic"), self._on_state, 10)
         self.arm_idx = [self.config.joint_names.index(j) for j in robot.ARM_JOINTS]
         self.grip_idx = [self.config.joint_names.index(robot.GRIPPER_JOINT)]
-        self.timer = self.create_timer(1.0 / self.config.rate_hz, self._tick)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        # The commanded path for RViz: the tick appends, a 10 Hz timer on the executor draws.
+        self.path_pub = self.create_publisher(Marker, get("path_topic"), 5)
+        self.frame_id = str(get("frame_id"))
+        self._path: collections.deque[np.ndarray] = collections.deque(
+            maxlen=max(2, int(float(get("path_seconds")) * self.config.rate_hz)))
+        self.create_timer(0.1, self._publish_path)
         self.ticks = 0
+        self.chunks_received = 0
+        self.chunks_accepted = 0
+        self.commands_published = 0
+        #: monotonic start time of every tick, when record_tick_times() asked for it
+        self.tick_times: collections.deque[float] | None = None
+
+        self.tick_source = str(get("tick_source"))
+        if self.tick_source not in TICK_SOURCES:
+            raise ValueError(f"executor: tick_source must be one of {list(TICK_SOURCES)}, "
+                             f"got {self.tick_source!r}")
+        if self.tick_source == "thread" and self.get_parameter("use_sim_time").value:
+            self.get_logger().info("use_sim_time: ticking on the ROS timer, which follows "
+                                   "simulated time")
+            self.tick_source = "timer"
+        self.tick_priority = int(get("tick_priority"))
+        self.tick_realtime = False  # True once the tick thread runs under SCHED_FIFO
+        self.tick_spin_s = float(get("tick_spin_s"))
+        if not 0.0 <= self.tick_spin_s <= 0.5 * self.config.dt:
+            raise ValueError(f"executor: tick_spin_s must be in [0, {0.5 * self.config.dt:g}] s, "
+                             f"got {self.tick_spin_s!r}")
+        self.timer = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.tick_source == "timer":
+            self.timer = self.create_timer(self.config.dt, self._tick)
+        else:
+            self._thread = threading.Thread(target=self._tick_loop, name="executor-tick",
+                                            daemon=True)
+            self._thread.start()
         self.get_logger().info(
-            f"executor: {self.config.mode} at {self.config.rate_hz:g} Hz, "
-            f"{self.config.lookahead_points} points per command")
+            f"executor: {self.config.mode} at {self.config.rate_hz:g} Hz "
+            f"({self.tick_source} ticks), {self.config.lookahead_points} points per command")
+
+    def record_tick_times(self, maxlen: int = 1 << 20) -> collections.deque:
+        """Keep the monotonic start time of each tick from now on (the last maxlen of them)."""
+        self.tick_times = collections.deque(maxlen=maxlen)
+        return self.tick_times
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -56,6 +120,7 @@ class ExecutorNode(Node):
     def _on_reset(self, request, response):
         """A new episode: forget chunks and commands, hold where the arm is measured next."""
         self.core.reset(self._now())
+        self._path.clear()
         response.success, response.message = True, "executor reset: holding the next measured state"
         return response
 
@@ -64,6 +129,7 @@ class ExecutorNode(Node):
             self.core.set_measured(np.asarray(msg.position, dtype=float), list(msg.name))
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
+        self.chunks_received += 1
         if not msg.points:
             self.get_logger().warning("dropped an empty action chunk")
             return
@@ -75,12 +141,64 @@ class ExecutorNode(Node):
             return
         result = self.core.add_chunk(stamp_s(msg.header.stamp), list(msg.joint_names), times,
                                      positions)
-        if not result.accepted:
+        if result.accepted:
+            self.chunks_accepted += 1
+        else:
             self.get_logger().warning(f"dropped action chunk: {result.reason}")
         for w in result.warnings:
             self.get_logger().warning(w, throttle_duration_sec=1.0)
 
+    def _tick_loop(self) -> None:
+        """Tick at absolute deadlines k * dt from the start: lateness never accumulates, and
+        a deadline missed by more than a period is skipped, as an rcl timer skips it. With
+        tick_spin_s > 0 the thread wakes that much early and busy-waits the rest, holding the
+        interpreter lock, so the subscriptions' thread cannot make the tick wait for it."""
+        self._raise_priority()
+        dt, spin = self.config.dt, self.tick_spin_s
+        deadline = time.monotonic() + dt
+        while not self._stop.is_set():
+            delay = deadline - spin - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            while time.monotonic() < deadline:
+                pass
+            if self._stop.is_set() or not self.context.ok():
+                return
+            try:
+                self._tick()
+            except Exception as exc:  # a broken control loop must not fail silently
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                self.get_logger().fatal(f"executor tick failed ({type(exc).__name__}: {exc}); "
+                                        "shutting down")
+                self.context.try_shutdown()
+                raise
+            deadline += dt
+            late = time.monotonic() - deadline
+            if late > 0:
+                deadline += math.ceil(late / dt) * dt
+
+    def _raise_priority(self) -> None:
+        """tick_priority > 0: run the tick thread under SCHED_FIFO at that priority, as
+        ros2_control runs its update loop (thread_priority), so the planner's and the
+        simulator's threads cannot delay it. Needs CAP_SYS_NICE or an rtprio limit
+        (/etc/security/limits.conf); without, it ticks at normal priority, with a warning."""
+        if self.tick_priority <= 0:
+            return
+        try:  # pid 0: the calling thread, on Linux
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.tick_priority))
+        except (AttributeError, OSError) as exc:
+            self.get_logger().warning(
+                f"could not run the tick thread at SCHED_FIFO priority {self.tick_priority} "
+                f"({exc}); ticking at normal priority. Allow it with an rtprio limit, e.g. "
+                "'@realtime - rtprio 99' in /etc/security/limits.conf, or set tick_priority: 0")
+        else:
+            self.tick_realtime = True
+            self.get_logger().info(f"tick thread at SCHED_FIFO priority {self.tick_priority}")
+
     def _tick(self) -> None:
+        if self.tick_times is not None:
+            self.tick_times.append(time.monotonic())
         cmd = self.core.tick(self._now())
         self.ticks += 1
         for w in cmd.warnings:
@@ -93,10 +211,29 @@ class ExecutorNode(Node):
                                             cmd.positions[:, self.arm_idx]))
         self.gripper_pub.publish(trajectory_msg((robot.GRIPPER_JOINT,), durations,
                                                 cmd.positions[:, self.grip_idx]))
+        self.commands_published += 1
+        self._path.append(cmd.positions[0])
+
+    def _publish_path(self) -> None:
+        points = list(self._path)
+        if len(points) >= 2:
+            self.path_pub.publish(executed_path_marker(
+                np.array(points), self.config.joint_names, self.frame_id,
+                self.get_clock().now().to_msg()))
+
+    def close(self) -> None:
+        """Stop the tick thread (before the publishers go away)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
 
 
 def main(args=None) -> None:
-    run_node(ExecutorNode, args)
+    run_node(ExecutorNode, args, threads=SPIN_THREADS)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,21 @@ def chunk_markers(chunks: np.ndarray, joint_names: Sequence[str], frame_id: str,
         m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in path]
         out.markers.append(m)
     return out
+
+
+EXECUTED_NAMESPACE = "genpol_executed"
+
+
+def executed_path_marker(positions: np.ndarray, joint_names: Sequence[str], frame_id: str,
+                         stamp: Time) -> Marker:
+    """The commanded joint positions (T, A), oldest first, as one white end-effector path: what
+    the arm was actually told to do, beside the chunks it was choosing from."""
+    order = [list(joint_names).index(j) for j in robot.JOINT_NAMES]
+    path = robot.forward_kinematics(np.asarray(positions, float)[:, order])
+    m = Marker(type=Marker.LINE_STRIP, action=Marker.ADD, ns=EXECUTED_NAMESPACE, id=0)
+    m.header.frame_id, m.header.stamp = frame_id, stamp
+    m.pose.orientation.w = 1.0
+    m.scale.x = 0.004
+    m.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=0.9)
+    m.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in path]
+    return m

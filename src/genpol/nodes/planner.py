@@ -29,7 +29,8 @@ class PlannerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("planner", **kwargs)
         defaults = {
-            "policy_path": "", "device": "auto", "num_samples": 8, "inference_rate_hz": 10.0,
+            "policy_path": "", "device": "auto", "cpu_threads": 1, "num_samples": 8,
+            "inference_rate_hz": 10.0,
             "max_observation_age_s": 0.5, "state_topic": "/joint_states",
             "camera_topics": ["front=/camera/image_raw", "wrist=/wrist_camera/image_raw"],
             "chunk_topic": "/genpol/action_chunk", "marker_topic": "/genpol/chunk_markers",
@@ -38,7 +39,7 @@ class PlannerNode(Node):
         for name, default in defaults.items():
             self.declare_parameter(name, default)
         get = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.runner = PolicyRunner(get("device"))
+        self.runner = PolicyRunner(get("device"), int(get("cpu_threads")))
         self.num_samples = int(get("num_samples"))
         self.rate_hz = float(get("inference_rate_hz"))
         self.max_age = float(get("max_observation_age_s"))
@@ -92,7 +93,8 @@ class PlannerNode(Node):
             elif p.name == "selection" and p.value not in SELECTIONS:
                 return SetParametersResult(successful=False,
                                            reason=f"selection must be one of {list(SELECTIONS)}")
-            elif p.name in ("device", "state_topic", "camera_topics", "chunk_topic",
+            elif p.name in ("device", "cpu_threads", "state_topic", "camera_topics",
+                            "chunk_topic",
                             "marker_topic"):
                 return SetParametersResult(successful=False,
                                            reason=f"{p.name} is read at start-up; restart the "
@@ -206,7 +208,10 @@ class PlannerNode(Node):
 
 
 def main(args=None) -> None:
-    run_node(PlannerNode, args)
+    # One executor thread: inference has its own thread already, and rclpy's
+    # MultiThreadedExecutor costs ~45 % of a core at 100 Hz of joint states, taking the GIL
+    # from the inference thread (chunk latency 2-5x longer on a 2-core machine).
+    run_node(PlannerNode, args, threads=1)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,15 @@ from __future__ import annotations
 import signal
 
 import rclpy
-from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+from rclpy.executors import (Executor, ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
+
+
+def make_executor(threads: int = 2, context=None) -> Executor:
+    """The rclpy executor a node process spins: one thread, or a pool of `threads`."""
+    if threads == 1:
+        return SingleThreadedExecutor(context=context)
+    return MultiThreadedExecutor(num_threads=threads, context=context)
 
 
 def run_node(node_cls, args=None, threads: int = 2) -> None:
@@ -18,8 +25,7 @@ def run_node(node_cls, args=None, threads: int = 2) -> None:
     node = None
     try:
         node = node_cls()
-        executor = (SingleThreadedExecutor() if threads == 1
-                    else MultiThreadedExecutor(num_threads=threads))
+        executor = make_executor(threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -41,7 +41,7 @@ class SimArmNode(Node):
         defaults = {
             "task": tasks.REACH_AROUND, "seed": 0, "scene_seed": -1, "joint_state_rate_hz": 100.0,
             "camera_rate_hz": 10.0, "camera_width": 96, "camera_height": 96,
-            "cameras": list(scene.CAMERAS),
+            "cameras": list(scene.CAMERAS), "reset_guard_s": 0.5, "reset_guard_rad": 0.15,
         }
         for name, default in defaults.items():
             self.declare_parameter(name, default)
@@ -53,6 +53,15 @@ class SimArmNode(Node):
         self.seed = int(get("seed"))
         self.scene_seed = int(get("scene_seed"))  # -1: each episode draws its own layout
         self.size = (int(get("camera_width")), int(get("camera_height")))
+        # A reset teleports the arm, but the command stream (the executor) learns of it only
+        # after its own reset, a few ms later: what it sends meanwhile was computed for the old
+        # episode and would yank the arm off its new start. For reset_guard_s after a reset, a
+        # trajectory whose first point is more than reset_guard_rad from the start pose is
+        # ignored; the first one that starts near it (or the end of the guard) ends the guard.
+        self.reset_guard_s = float(get("reset_guard_s"))
+        self.reset_guard_rad = float(get("reset_guard_rad"))
+        self._guard_until: dict[str, float] = {}
+        self.ignored_after_reset = 0
         cameras = list(get("cameras"))
         unknown = [c for c in cameras if c not in CAMERA_TOPICS]
         if unknown:
@@ -114,6 +123,8 @@ class SimArmNode(Node):
         self.episode += 1
         inst = self._reset_scene()
         self._last_wall = None
+        if self.reset_guard_s > 0:
+            self._guard_until = {name: self._now() + self.reset_guard_s for name in CONTROLLERS}
         self._publish_status()
         response.success = True
         response.message = f"{self.task_name} episode {self.episode} (seed {inst.seed})"
@@ -129,6 +140,8 @@ class SimArmNode(Node):
 
     def _on_trajectory(self, controller: str, msg: JointTrajectory) -> None:
         now = self._now()
+        if self._guard_until and not self._guard_accepts(controller, msg, now):
+            return
         start = stamp_s(msg.header.stamp) or now  # zero stamp: start on receipt, as JTC does
         try:
             times = [duration_s(p.time_from_start) for p in msg.points]
@@ -141,6 +154,21 @@ class SimArmNode(Node):
             self.rejected += 1
             self.get_logger().warning(f"{controller}: trajectory rejected: {reason}",
                                       throttle_duration_sec=1.0)
+
+    def _guard_accepts(self, controller: str, msg: JointTrajectory, now: float) -> bool:
+        """False for a trajectory that was planned before the last reset (see reset_guard_s)."""
+        until = self._guard_until.get(controller)
+        if until is None:
+            return True
+        hold = dict(zip(self.followers[controller].joint_names,
+                        self.sim.joint_positions()[self._columns[controller]]))
+        first = dict(zip(msg.joint_names, msg.points[0].positions)) if msg.points else {}
+        far = any(abs(v - hold[n]) > self.reset_guard_rad for n, v in first.items() if n in hold)
+        if far and now < until:
+            self.ignored_after_reset += 1
+            return False
+        del self._guard_until[controller]
+        return True
 
     def _targets_at(self, wall0: float, sim0: float):
         def targets(t_sim: float) -> np.ndarray:

@@ -1,0 +1,145 @@
+"""Episode outcomes and the figures computed from them. Pure Python + numpy, no ROS.
+
+An episode ends in one of three outcomes: "success" (the task's success held for the hold time),
+"collision" (the arm touched the obstacle) or "timeout". Its mode is what tasks.mode_of named for
+its path: one of the task's modes (left / right, top / front), or "through" / "none" when the
+path took neither.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+OUTCOMES = ("success", "collision", "timeout")
+
+
+@dataclass
+class Episode:
+    index: int              # 0-based, in the order run
+    seed: int               # the start pose's seed (tasks.sample)
+    scene_seed: int | None  # the layout's seed, None when the layout came from `seed`
+    outcome: str            # success | collision | timeout
+    duration_s: float       # sim time to the outcome: success reached, contact, or the timeout
+    mode: str               # tasks.mode_of on the joint path
+    final_distance_m: float | None = None  # reach_around: tip to target at the end
+    min_distance_m: float | None = None    # reach_around: closest the tip came to the target
+    start_offset_m: float | None = None    # tip at the first state after reset vs the task's start
+    samples: int = 0        # joint states recorded
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "success"
+
+    @property
+    def collided(self) -> bool:
+        return self.outcome == "collision"
+
+    def row(self) -> dict[str, Any]:
+        """The episode as a results.json row (success/collided spelled out)."""
+        return {**asdict(self), "success": self.success, "collided": self.collided}
+
+
+def mode_fractions(modes: Iterable[str], task_modes: Sequence[str]) -> dict[str, float]:
+    """Fraction of episodes per mode: every task mode (0 if unused), then any other label seen
+    ("through", "none"), so the fractions always sum to 1 over all episodes."""
+    counts = Counter(modes)
+    total = sum(counts.values())
+    labels = list(task_modes) + sorted(set(counts) - set(task_modes))
+    return {m: (counts[m] / total if total else 0.0) for m in labels}
+
+
+def mode_entropy(counts: Mapping[str, float], task_modes: Sequence[str]) -> float:
+    """Entropy of the split between the task's modes, divided by log(number of modes).
+
+    1 = every mode used equally, 0 = one mode only (or none). Only episodes that took one of the
+    task's modes count: a path that went through the post or nowhere is no mode, and is already
+    a failure in the success rate. Two modes with fractions p, 1 - p give the binary entropy in
+    bits, as bench/multimodal's mode_entropy does.
+    """
+    if len(task_modes) < 2:
+        return 0.0
+    values = [float(counts.get(m, 0.0)) for m in task_modes]
+    total = sum(values)
+    if total <= 0:
+        return 0.0
+    h = -sum(v / total * math.log(v / total) for v in values if v > 0)
+    return float(h / math.log(len(task_modes))) + 0.0  # + 0.0: never print -0.00
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(sum(values) / len(values)) if values else None
+
+
+def summarize(episodes: Sequence[Episode], task_modes: Sequence[str]) -> dict[str, Any]:
+    """The figures of an evaluation; rates are over all episodes."""
+    n = len(episodes)
+    if n == 0:
+        raise ValueError("no episodes to summarize")
+    counts = Counter(e.mode for e in episodes)
+    distances = [e.final_distance_m for e in episodes if e.final_distance_m is not None]
+    return {
+        "episodes": n,
+        "success_rate": sum(e.success for e in episodes) / n,
+        "collision_rate": sum(e.collided for e in episodes) / n,
+        "timeout_rate": sum(e.outcome == "timeout" for e in episodes) / n,
+        "mode_fractions": mode_fractions([e.mode for e in episodes], task_modes),
+        "mode_entropy": mode_entropy(counts, task_modes),
+        "mean_episode_s": _mean([e.duration_s for e in episodes]),
+        "mean_success_s": _mean([e.duration_s for e in episodes if e.success]),
+        "mean_final_distance_m": _mean(distances),
+    }
+
+
+def format_table(figures: Mapping[str, Any], episodes: Sequence[Episode]) -> str:
+    """Per-episode rows, then the summary, as plain text for the terminal."""
+    head = (f"{'ep':>3} {'seed':>5} {'outcome':<9} {'mode':<7} {'time_s':>6} "
+            f"{'final_cm':>8}")
+    lines = [head, "-" * len(head)]
+    for e in episodes:
+        dist = "" if e.final_distance_m is None else f"{e.final_distance_m * 100:.1f}"
+        lines.append(f"{e.index:>3} {e.seed:>5} {e.outcome:<9} {e.mode:<7} "
+                     f"{e.duration_s:>6.1f} {dist:>8}")
+    lines.append("-" * len(head))
+    modes = ", ".join(f"{m} {f:.2f}" for m, f in figures["mode_fractions"].items())
+    mean_s = figures["mean_episode_s"]
+    lines += [
+        f"success rate     {figures['success_rate']:.2f} ({figures['episodes']} episodes)",
+        f"collision rate   {figures['collision_rate']:.2f}",
+        f"timeout rate     {figures['timeout_rate']:.2f}",
+        f"modes            {modes}",
+        f"mode entropy     {figures['mode_entropy']:.2f} (normalised; 1 = modes used equally)",
+        f"mean episode     {mean_s:.1f} s" + (
+            f" (successes {figures['mean_success_s']:.1f} s)"
+            if figures["mean_success_s"] is not None else ""),
+    ]
+    return "\n".join(lines)
+
+
+def judge(statuses: Sequence[Mapping[str, Any]], timeout_s: float,
+          hold_s: float = 0.5) -> tuple[str, float] | None:
+    """An episode's outcome from sim_arm's status messages (time_s, success, collided), in order:
+    ("collision", time of the first status reporting contact), ("success", time the success
+    began) once success has held for hold_s, ("timeout", timeout_s) once time_s reaches
+    timeout_s with no success under way, else None (not decided yet). A success that began
+    before the timeout may finish its hold after it."""
+    streak = None
+    for s in statuses:
+        t = float(s["time_s"])
+        if s["collided"]:
+            return "collision", t
+        if s["success"]:
+            streak = t if streak is None else streak
+            if t - streak >= hold_s - 1e-9:
+                return "success", streak
+        else:
+            streak = None
+        if t >= timeout_s and streak is None:
+            return "timeout", float(timeout_s)
+    return None

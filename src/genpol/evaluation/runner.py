@@ -1,0 +1,274 @@
+"""`genpol eval`: closed-loop evaluation of a policy through the simulated ROS graph.
+
+Starts the same nodes as `genpol bringup` (sim_arm, planner, executor; one process each, from
+genpol.graph and config/), then drives episodes from an in-process rclpy probe: reset sim_arm
+(the next start pose), the planner and the executor through their ~/reset services, and watch
+/sim_arm/episode and /joint_states until success has held for hold_s, the arm touches the
+obstacle, or the timeout. The child processes are stopped on every way out (SIGINT, then kill).
+rclpy is imported only once a run starts.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from genpol import launcher, robot
+from genpol.evaluation import report
+from genpol.evaluation.metrics import Episode, format_table, judge
+from genpol.evaluation.video import Clip
+from genpol.sim import tasks
+
+#: sim seconds an episode may take, per task (the experts take ~3.5 s and ~7 s)
+TIMEOUTS = {tasks.REACH_AROUND: 10.0, tasks.PICK_PLACE: 20.0}
+
+
+@dataclass
+class EvalSettings:
+    policy: str
+    task: str = tasks.REACH_AROUND
+    episodes: int = 10
+    out: str = "eval-results"
+    seed: int = 0             # sim_arm's seed: episode i starts from pose seed + 1 + i
+    scene_seed: int = -1      # >= 0: one layout for every episode
+    executor_mode: str = ""   # empty: config/executor.yaml's mode
+    videos: int = 3           # episodes recorded into the MP4
+    timeout_s: float = 0.0    # 0: TIMEOUTS[task]
+    hold_s: float = 0.5       # success must hold this long
+    startup_timeout_s: float = 120.0
+    progress: bool = True
+    #: extra node parameters over config/<node>.yaml: {"planner": {"num_samples": 16}}
+    params: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        from genpol.control.config import MODES
+        from genpol.planning import check_checkpoint
+
+        if self.task not in tasks.TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {list(tasks.TASKS)}")
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.videos < 0:
+            raise ValueError(f"--videos must be >= 0, got {self.videos}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if self.timeout_s < 0 or self.hold_s < 0:
+            raise ValueError("--timeout-s and the hold time must be >= 0")
+        if self.executor_mode and self.executor_mode not in MODES:
+            raise ValueError(f"--executor-mode must be one of {list(MODES)}, "
+                             f"got {self.executor_mode!r}")
+        unknown = sorted(set(self.params) - {"sim_arm", "planner", "executor"})
+        if unknown:
+            raise ValueError(f"--param names a node outside the sim graph: {unknown}; use "
+                             "sim_arm.NAME, planner.NAME or executor.NAME")
+        reason = check_checkpoint(self.policy)
+        if reason:
+            raise ValueError(f"--policy: {reason}")
+
+    @property
+    def timeout(self) -> float:
+        return self.timeout_s or TIMEOUTS[self.task]
+
+    def launch_args(self) -> list[str]:
+        args = [f"policy_path:={Path(self.policy).resolve()}", f"task:={self.task}",
+                f"seed:={self.seed}", f"scene_seed:={self.scene_seed}"]
+        return args + ([f"executor_mode:={self.executor_mode}"] if self.executor_mode else [])
+
+
+def _say(settings: EvalSettings, text: str) -> None:
+    if settings.progress:
+        print(f"[eval] {text}", flush=True)
+
+
+# --------------------------------------------------------------------------------- the graph
+
+
+class Graph(launcher.NodeProcesses):
+    """The bringup graph's node processes (logs in log_dir), stopped on exit whatever happened."""
+
+    def __init__(self, launch_args: list[str], log_dir: Path,
+                 params: dict[str, dict[str, Any]] | None = None):
+        super().__init__(log_dir)
+        self.args = launcher.parse_launch_args(launch_args)
+        self.params = params or {}
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> Graph:
+        super().__enter__()
+        self._tmp = tempfile.TemporaryDirectory(prefix="genpol-eval-")
+        try:
+            tmp = Path(self._tmp.name)
+            for name, argv in launcher.commands(self.args, tmp):
+                if self.params.get(name):  # last --params-file wins
+                    extra = tmp / f"{name}.eval.yaml"
+                    extra.write_text(yaml.safe_dump({name: {"ros__parameters":
+                                                            self.params[name]}}))
+                    argv = argv + ["--params-file", str(extra)]
+                self.start(name, argv)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+# --------------------------------------------------------------------------------- episodes
+
+
+def _wait_ready(settings: EvalSettings, graph: Graph, probe) -> None:
+    start = time.monotonic()
+    while True:
+        graph.check_alive()
+        missing = probe.missing_services()
+        if probe.states_seen == 0:
+            missing.append("/joint_states")
+        if probe.latest_status is None:
+            missing.append("/sim_arm/episode")
+        if settings.videos and probe.frames_seen == 0:
+            missing.append("/camera/image_raw")
+        if not missing:
+            return
+        if time.monotonic() - start > settings.startup_timeout_s:
+            raise RuntimeError(f"the graph was not ready after {settings.startup_timeout_s:g} s: "
+                               f"still waiting for {missing} (logs in {graph.log_dir})")
+        time.sleep(0.1)
+
+
+def _episode(i: int, settings: EvalSettings, graph: Graph, probe
+             ) -> tuple[Episode, np.ndarray, Clip | None]:
+    probe.begin(record_frames=i < settings.videos)
+    # Order matters. sim_arm first: the arm jumps to the next start pose (and ignores commands
+    # planned before, see its reset_guard_s). Then the planner: it forgets the last episode's
+    # mode and plans only on observations from now (the new pose). Then the executor: it drops
+    # every chunk planned before now, including ones the planner chose by consistency with the
+    # last episode's, and holds the state it measures next. (A chunk planned between the two
+    # resets is dropped too, but it was drawn afresh at the new pose: keeping to its mode
+    # biases nothing.)
+    probe.reset("sim_arm")
+    probe.start_at(probe.now())
+    probe.reset("planner")
+    probe.reset("executor")
+    wall_limit = time.monotonic() + 3 * settings.timeout + 30
+    decided = None
+    while decided is None:
+        time.sleep(0.05)
+        graph.check_alive()
+        decided = judge(probe.statuses(), settings.timeout, settings.hold_s)
+        if decided is None and time.monotonic() > wall_limit:
+            raise RuntimeError(f"episode {i}: sim_arm's episode time stopped advancing "
+                               f"(logs in {graph.log_dir})")
+    rec = probe.end()
+    outcome, t_end = decided
+    first = rec.statuses[0]
+    inst = tasks.sample(settings.task, int(first["seed"]), first["scene_seed"])
+    if not np.allclose(inst.target, first["target"], atol=1e-3):
+        raise RuntimeError(f"episode {i}: sim_arm's target {first['target']} is not the one "
+                           f"tasks.sample gives for seed {inst.seed}: are they the same genpol?")
+    q = rec.joint_path()
+    tips = robot.forward_kinematics(q) if len(q) else np.zeros((0, 3))
+    final = closest = offset = None
+    if len(q):
+        offset = float(np.linalg.norm(tips[0] - robot.forward_kinematics(inst.q_start)))
+        if settings.task == tasks.REACH_AROUND:
+            dist = np.linalg.norm(tips - inst.target, axis=1)
+            final, closest = float(dist[-1]), float(dist.min())
+    episode = Episode(index=i, seed=inst.seed, scene_seed=inst.scene_seed, outcome=outcome,
+                      duration_s=round(float(t_end), 3),
+                      mode=tasks.mode_of(inst, q) if len(q) else "none",
+                      final_distance_m=final, min_distance_m=closest, start_offset_m=offset,
+                      samples=len(q))
+    clip = None
+    if rec.record_frames:
+        label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"
+        clip = Clip(rec.frames, f"{settings.task} episode {i}, seed {inst.seed}", label,
+                    rec.frame_stamps)
+    return episode, tips, clip
+
+
+def _frame_rate(clips: list[Clip]) -> float:
+    gaps = np.concatenate([np.diff(c.stamps) for c in clips] or [np.zeros(0)])
+    gaps = gaps[gaps > 0]
+    return float(np.clip(round(1.0 / np.median(gaps)), 1, 60)) if len(gaps) else 10.0
+
+
+def _raise_keyboard_interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
+    """Run the evaluation and write its files; returns results.json's content.
+
+    ValueError for bad settings (before anything starts); RuntimeError if the graph fails; on
+    Ctrl-C (or SIGTERM) the graph is stopped, the episodes so far are written (marked
+    interrupted) and KeyboardInterrupt propagates.
+    """
+    settings.check()
+    try:
+        from genpol.evaluation import ros
+    except ImportError as exc:
+        raise RuntimeError(f"genpol eval needs rclpy and the ROS 2 messages ({exc}); `make "
+                           "setup` installs them, or source a ROS 2 distribution") from exc
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    wall = time.perf_counter()
+    episodes: list[Episode] = []
+    paths: list[np.ndarray] = []
+    clips: list[Clip] = []
+    interrupted = False
+    old_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        graph = Graph(settings.launch_args(), out / "logs", settings.params)
+        _say(settings, f"starting {settings.task} graph (sim_arm, planner, executor); node logs "
+                       f"in {graph.log_dir}")
+        with graph, ros.session(cameras=settings.videos > 0) as rs:
+            _wait_ready(settings, graph, rs.probe)
+            _say(settings, f"graph ready after {time.perf_counter() - wall:.1f} s; "
+                           f"{settings.episodes} episodes, timeout {settings.timeout:g} s")
+            for i in range(settings.episodes):
+                ep, tips, clip = _episode(i, settings, graph, rs.probe)
+                episodes.append(ep)
+                paths.append(tips)
+                if clip is not None:
+                    clips.append(clip)
+                wins = sum(e.success for e in episodes)
+                dist = ("" if ep.final_distance_m is None
+                        else f", final {ep.final_distance_m * 100:.1f} cm")
+                _say(settings, f"episode {i + 1}/{settings.episodes} seed {ep.seed}: "
+                               f"{ep.outcome} ({ep.mode}) in {ep.duration_s:.1f} s{dist}; "
+                               f"success so far {wins}/{len(episodes)}")
+    except KeyboardInterrupt:
+        interrupted = True
+        _say(settings, "interrupted: graph stopped")
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    if not episodes:  # interrupted before the first episode ended: nothing to report
+        raise KeyboardInterrupt
+    from genpol.policies.checkpoint import read_config
+
+    raw = read_config(settings.policy)
+    policy = {"path": str(Path(settings.policy).resolve()),
+              **{k: raw.get(k) for k in ("family", "horizon", "fps", "cameras")}}
+    results = report.write(out, settings.task, episodes, paths, clips,
+                           {**asdict(settings), "timeout_s": settings.timeout}, policy,
+                           time.perf_counter() - wall, _frame_rate(clips), interrupted, command)
+    if settings.progress:
+        print()
+        print(format_table(results["figures"], episodes))
+        print(f"\nwall time {results['wall_seconds']:.1f} s")
+        for key, path in results["files"].items():
+            print(f"{key:<13} {path}")
+    if interrupted:
+        raise KeyboardInterrupt
+    return results

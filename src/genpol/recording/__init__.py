@@ -1,0 +1,9 @@
+"""Recording demonstrations: rosbag2 (MCAP) episode bags written and read without rclpy.
+
+recorder.EpisodeRecorder is the recorder node's core; bag.list_episodes / bag.read_episode are
+what the dataset builder reads. The layout on disk is described in episode.py.
+"""
+
+from genpol.recording.bag import BagError, Episode, TopicData, list_episodes, read_episode
+
+__all__ = ["BagError", "Episode", "TopicData", "list_episodes", "read_episode"]

@@ -1,0 +1,67 @@
+"""The runtime benchmarks: planner chunk latency and executor tick timing, in short forms."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from genpol.bench import executor as bench_executor
+from genpol.bench import planner as bench_planner
+
+META_KEYS = {"command", "host_cpu", "torch", "date", "cpu_count"}
+
+
+def test_period_stats_counts_missed_ticks():
+    dt = 0.02
+    times = [k * dt for k in range(10)] + [12 * dt, 13 * dt]  # ticks 10 and 11 skipped
+    stats = bench_executor.period_stats(times, 50.0)
+    assert stats["ticks"] == 12
+    assert stats["missed_ticks"] == 2 and stats["late_gaps"] == 1
+    assert stats["period_error_max_ms"] == pytest.approx(40.0)
+    assert stats["period_error_p99_ms"] <= stats["period_error_max_ms"]
+    jittered = bench_executor.period_stats([0.0, 0.0205, 0.0400, 0.0601], 50.0)
+    assert jittered["missed_ticks"] == 0
+    assert jittered["period_error_max_ms"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_planner_bench_writes_well_formed_results(tmp_path):
+    results = bench_planner.run(["mse", "flow"], ["state", "camera"], quick=True, out=tmp_path,
+                                iters=3, progress=False, command="test")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    meta = saved["_meta"]
+    assert META_KEYS <= set(meta) and meta["command"] == "test"
+    assert meta["num_samples"] == 8 and "cpu" in meta["devices"]
+    assert "untrained" in meta["weights"]
+    rows = saved["results"]
+    assert {(r["family"], r["setting"]) for r in rows if r["device"] == "cpu"} == {
+        ("mse", "state"), ("mse", "camera"), ("flow", "state"), ("flow", "camera")}
+    for r in rows:
+        assert r["calls"] == 3
+        assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] and r["mean_ms"] > 0
+    print("\n" + bench_planner.format_table(results))
+
+
+def test_planner_bench_refuses_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown families or settings"):
+        bench_planner.run(["mse"], ["stereo"], out=tmp_path, progress=False)
+
+
+def test_executor_bench_short_run(ros_env, tmp_path):
+    results = bench_executor.run(duration=4.0, out=tmp_path, variants=("thread",), train_steps=5,
+                                 demos=2, warmup=0.5, progress=False, command="test")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert META_KEYS <= set(saved["_meta"])
+    (row,) = saved["results"]
+    assert row["variant"] == "thread" and row["tick_source"] == "thread"
+    assert row["ticks"] >= 0.8 * row["expected_ticks"]
+    assert row["chunks_received"] > 0 and row["commands_published"] > 0
+    for key in ("period_mean_ms", "period_error_mean_ms", "period_error_p99_ms",
+                "period_error_max_ms"):
+        assert math.isfinite(row[key]), key
+    assert row["period_mean_ms"] == pytest.approx(20.0, abs=2.0)
+    # The policy is cached: a second run does not train again.
+    assert (tmp_path / "policy" / "bench_policy.json").is_file()
+    print("\n" + bench_executor.format_table(results))

@@ -1,0 +1,143 @@
+"""What this machine cannot run (Docker, RViz, ros2_control) is checked as far as it can be:
+the files parse, every path they copy exists, every topic RViz shows is one the graph publishes,
+and the URDF, the controllers and robot.py agree on the six SO-101 joints."""
+
+from __future__ import annotations
+
+import shlex
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genpol import description, graph, robot
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+
+
+# ------------------------------------------------------------------------------------- Docker
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    lines, current = [], ""
+    for raw in (DOCKER / "Dockerfile").read_text().splitlines():
+        if raw.lstrip().startswith("#") and not current:
+            continue
+        current += raw.rstrip("\\").strip() + " "
+        if not raw.rstrip().endswith("\\"):
+            if current.strip():
+                word, _, rest = current.strip().partition(" ")
+                lines.append((word.upper(), rest.strip()))
+            current = ""
+    return lines
+
+
+def test_dockerfile_builds_from_ros_jazzy_and_copies_only_existing_paths():
+    instructions = _dockerfile_instructions()
+    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("ros:jazzy")
+    context = (DOCKER / yaml.safe_load((DOCKER / "compose.yaml").read_text())
+               ["services"]["genpol"]["build"]["context"]).resolve()
+    assert context == ROOT
+    copies = [shlex.split(rest) for word, rest in instructions if word == "COPY"]
+    assert copies, "no COPY instructions"
+    for args in copies:
+        args = [a for a in args if not a.startswith("--")]
+        for source in args[:-1]:
+            assert (context / source).exists(), f"Dockerfile copies missing path {source}"
+    text = (DOCKER / "Dockerfile").read_text()
+    assert "colcon build" in text and "TORCH_INDEX_URL" in text
+    entry = [rest for word, rest in instructions if word == "ENTRYPOINT"][0]
+    assert (ROOT / "docker" / Path(yaml.safe_load(entry)[0]).name).is_file()
+
+
+def test_compose_runs_bringup_with_gpu_devices_and_host_network():
+    service = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]["genpol"]
+    assert (ROOT / service["build"]["dockerfile"]).is_file()
+    assert service["network_mode"] == "host"
+    gpus = service["deploy"]["resources"]["reservations"]["devices"]
+    assert any("gpu" in d["capabilities"] for d in gpus)
+    assert "/dev:/dev" in service["volumes"]
+    rules = " ".join(service["device_cgroup_rules"])
+    assert "166:" in rules and "81:" in rules  # ttyACM* and video* device majors
+    assert "bringup.launch.py" in service["command"]
+
+
+# ------------------------------------------------------------------------------------- URDF
+def test_urdf_parses_names_the_six_joints_and_matches_robot_py():
+    text = (ROOT / "config" / "so101.urdf").read_text()
+    assert text == description.urdf(), "config/so101.urdf is stale: python -m genpol.description"
+    root = ET.fromstring(text)
+    joints = {j.get("name"): j for j in root.findall("joint") if j.get("type") == "revolute"}
+    assert list(joints) == list(robot.JOINT_NAMES)
+    for spec in robot.JOINTS:
+        limit = joints[spec.name].find("limit")
+        assert float(limit.get("lower")) == pytest.approx(spec.lower, abs=1e-5)
+        assert float(limit.get("upper")) == pytest.approx(spec.upper, abs=1e-5)
+    control = root.find("ros2_control")
+    assert control.find("hardware/plugin").text == "mock_components/GenericSystem"
+    claimed = [j.get("name") for j in control.findall("joint")]
+    assert claimed == list(robot.JOINT_NAMES)
+    for joint in control.findall("joint"):
+        assert [c.get("name") for c in joint.findall("command_interface")] == ["position"]
+
+
+def test_controllers_claim_every_joint_once_with_interfaces_the_urdf_offers():
+    cfg = yaml.safe_load((ROOT / "config" / "controllers.yaml").read_text())
+    arm = cfg["arm_controller"]["ros__parameters"]
+    gripper = cfg["gripper_controller"]["ros__parameters"]
+    assert arm["joints"] == list(robot.ARM_JOINTS)
+    assert gripper["joints"] == [robot.GRIPPER_JOINT]
+    assert arm["command_interfaces"] == gripper["command_interfaces"] == ["position"]
+    types = cfg["controller_manager"]["ros__parameters"]
+    assert types["arm_controller"]["type"] == \
+        "joint_trajectory_controller/JointTrajectoryController"
+    assert types["joint_state_broadcaster"]["type"] == \
+        "joint_state_broadcaster/JointStateBroadcaster"
+
+
+# ------------------------------------------------------------------------------------- RViz
+def _rviz_topics() -> dict[str, str]:
+    cfg = yaml.safe_load((ROOT / "config" / "genpol.rviz").read_text())
+    out = {}
+    for display in cfg["Visualization Manager"]["Displays"]:
+        for key in ("Topic", "Description Topic"):
+            if isinstance(display.get(key), dict) and display["Enabled"]:
+                out[display["Topic" if key == "Topic" else key]["Value"]] = display["Class"]
+    return out
+
+
+def test_rviz_config_is_launched_and_shows_the_robot_chunks_and_camera():
+    topics = _rviz_topics()
+    assert {"/robot_description", "/genpol/chunk_markers", "/genpol/executed_path",
+            "/camera/image_raw"} <= set(topics)
+    rviz = [s for s in graph.NODES if s.name == "rviz2"][0]
+    assert "@config/genpol.rviz" in rviz.arguments
+
+
+def test_every_topic_rviz_shows_is_published_by_the_graph(ros):
+    """Our nodes are started here and asked what they publish; robot_state_publisher (a ROS
+    package this machine lacks) is started by the graph whenever RViz is, and publishes
+    /robot_description and /tf by its documented interface."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from genpol.nodes.executor import ExecutorNode
+    from genpol.nodes.planner import PlannerNode
+    from genpol.nodes.sim_arm import SimArmNode
+    from ros_helpers import spinning, wait_for
+
+    for sim in ("true", "false"):
+        selected = {s.name for s in graph.select(graph.resolve_arguments(
+            {"sim": sim, "rviz": "true"}))}
+        assert "robot_state_publisher" in selected, f"sim:={sim} rviz:=true lacks it"
+    external = {"/robot_description": "robot_state_publisher", "/tf": "robot_state_publisher"}
+    nodes = [SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=1.0)]),
+             PlannerNode(parameter_overrides=[Parameter("cpu_threads", value=0)]),
+             ExecutorNode()]
+    probe = rclpy.create_node("probe")
+    wanted = set(_rviz_topics()) - set(external)
+    with spinning(*nodes, probe):
+        def published() -> set[str]:
+            return {name for name, _ in probe.get_topic_names_and_types()
+                    if probe.get_publishers_info_by_topic(name)}
+        assert wait_for(lambda: wanted <= published(), timeout=10), wanted - published()

@@ -1,0 +1,129 @@
+"""Recording demonstrations in simulation, end to end: `genpol record --sim` starts sim_arm,
+sim_leader, teleop and recorder as node processes and yields one bag per episode, each with its
+mode in its metadata, and the arm really went the way the metadata says. Also the teleop node's
+follower bridge, and the recording nodes' place in the graph definition."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+import yaml
+
+from genpol import graph, robot
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_recording_nodes_are_console_scripts_with_their_parameter_files():
+    from test_graph import _declared, _node_params
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    for spec in graph.RECORD_NODES:
+        assert scripts.get(spec.executable) == f"genpol.nodes.{spec.executable}:main"
+        assert callable(importlib.import_module(f"genpol.nodes.{spec.executable}").main)
+        data = yaml.safe_load((ROOT / "config" / spec.params_file).read_text())
+        assert list(data) == [spec.name]
+        assert _node_params(spec) <= _declared(spec), spec.name
+
+
+def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
+    from genpol.recording import list_episodes, read_episode
+    from genpol.sim import gl, tasks
+
+    cameras = gl.configure() is not None
+    out = tmp_path / "demos"
+    cmd = [sys.executable, "-m", "genpol.cli", "record", "--sim", "--task", "reach_around",
+           "--episodes", "2", "--out", str(out), "--mode", "alternate", "--seed", "3",
+           "--backend", "mcap"] + ([] if cameras else ["--no-cameras"])
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150,
+                          env=os.environ.copy())
+    elapsed = time.monotonic() - start
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "episode 2/2" in proc.stdout and "recorded 2 episodes" in proc.stdout
+    print(f"genpol record --sim: 2 episodes in {elapsed:.1f} s")
+
+    bags = list_episodes(out)
+    assert [b.name for b in bags] == ["episode_000000", "episode_000001"]
+    modes = []
+    for bag in bags:
+        episode = read_episode(bag)
+        meta = episode.metadata
+        assert meta["status"] == "complete"
+        assert meta["mode"] in ("left", "right")
+        assert isinstance(meta["success"], bool)
+        assert meta["task"].startswith("reach the target")
+        assert meta["joint_names"] == list(robot.JOINT_NAMES)
+        sim = meta["extra"]["sim"]
+        assert sim["expert_mode"] == meta["mode"]
+        modes.append(meta["mode"])
+        topics = {"/joint_states", "/leader/joint_states"} | (
+            {"/camera/image_raw", "/wrist_camera/image_raw"} if cameras else set())
+        assert set(episode.topics) == topics
+        for topic in topics:
+            assert len(episode.topics[topic].messages) > 5, topic
+        # The follower went the way the metadata says, and ended where the leader did.
+        def joints(msgs):
+            return np.array([[dict(zip(m.name, m.position))[j] for j in robot.JOINT_NAMES]
+                             for m in msgs])
+
+        follower = joints(episode.topics["/joint_states"].messages)
+        leader = joints(episode.topics["/leader/joint_states"].messages)
+        inst = tasks.sample(sim["task"], sim["seed"], sim["scene_seed"])
+        assert tasks.mode_of(inst, follower) == meta["mode"]
+        assert np.abs(follower[-1] - leader[-1]).max() < 0.05
+        assert len(episode.topics["/leader/joint_states"].messages[0].velocity) == 0
+    assert sorted(modes) == ["left", "right"]  # --mode alternate
+
+
+def test_teleop_follows_the_leader_by_name_and_refuses_nan(ros):
+    rclpy = pytest.importorskip("rclpy")
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from genpol.nodes.messages import duration_s
+    from genpol.nodes.teleop import TeleopNode
+    from ros_helpers import TopicCollector, spinning, wait_for
+
+    node = TeleopNode()
+    probe = rclpy.create_node("probe")
+    leader = probe.create_publisher(JointState, "/leader/joint_states", 10)
+    arm = TopicCollector(probe, JointTrajectory, "/arm_controller/joint_trajectory")
+    gripper = TopicCollector(probe, JointTrajectory, "/gripper_controller/joint_trajectory")
+    names = list(reversed(robot.JOINT_NAMES))  # any order: matched by name
+    pose = {"shoulder_pan": 0.2, "shoulder_lift": -0.3, "elbow_flex": 0.4, "wrist_flex": 0.1,
+            "wrist_roll": 9.0, "gripper": 0.5}  # wrist_roll beyond its limit: clamped
+    with spinning(node, probe):
+        assert wait_for(lambda: leader.get_subscription_count() >= 1, timeout=5)
+        leader.publish(JointState(name=names, position=[pose[n] for n in names]))
+        assert arm.wait(1) and gripper.wait(1)
+        traj = arm.messages[-1]
+        assert list(traj.joint_names) == list(robot.ARM_JOINTS)
+        q = dict(zip(traj.joint_names, traj.points[0].positions))
+        assert q["shoulder_pan"] == pytest.approx(0.2) and q["elbow_flex"] == pytest.approx(0.4)
+        assert q["wrist_roll"] == pytest.approx(robot.upper_limits()[4])
+        assert traj.header.stamp.sec == 0 and len(traj.points) == 1
+        assert list(gripper.messages[-1].points[0].positions) == pytest.approx([0.5])
+        # A jump far beyond what the joints can do in lead_time_s: the time is stretched.
+        pose["shoulder_pan"] = -1.3
+        leader.publish(JointState(name=names, position=[pose[n] for n in names]))
+        assert arm.wait(2)
+        assert duration_s(arm.messages[-1].points[0].time_from_start) == pytest.approx(
+            1.5 / robot.velocity_limits()[0], rel=0.01)
+        # NaN: refused, nothing published.
+        before = len(arm)
+        bad = [pose[n] for n in names]
+        bad[0] = float("nan")  # the gripper
+        bad[-1] = float("nan")  # shoulder_pan
+        leader.publish(JointState(name=names, position=bad))
+        assert wait_for(lambda: node.refused >= 1, timeout=3)
+        time.sleep(0.2)
+        assert len(arm) == before
