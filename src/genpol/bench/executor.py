@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from genpol.bench.common import CpuMeter, run_meta, write_results
+from genpol.launcher import parent_death_signal
 
 #: the small flow policy the planner runs (config values; the sizes of bench_multimodal's flow)
 POLICY = {"hidden_dim": 64, "down_dims": [32, 64]}
@@ -153,7 +154,7 @@ class Children:
         log.flush()
         self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             env=os.environ.copy(),
-                                            preexec_fn=_parent_death_signal())
+                                            preexec_fn=parent_death_signal())
 
     def check_alive(self) -> None:
         for name, p in self.procs.items():
@@ -181,20 +182,6 @@ class Children:
         for log in self._logs:
             log.close()
         self._logs.clear()
-
-
-def _parent_death_signal():
-    """preexec_fn asking Linux to SIGTERM the child should this process die without stopping
-    it (a SIGKILL, a crash), so no node outlives the benchmark."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def graph_commands(policy_path: Path, workdir: Path) -> list[tuple[str, list[str]]]:
