@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,12 +44,24 @@ def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
            "--episodes", "2", "--out", str(out), "--mode", "alternate", "--seed", "3",
            "--backend", "mcap"] + ([] if cameras else ["--no-cameras"])
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150,
-                          env=os.environ.copy())
+    # Its own session, so a timeout ends the node processes too, not only the CLI: leftovers
+    # would publish into the next test's graph.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy(), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"genpol record --sim took over 150 s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     elapsed = time.monotonic() - start
-    print(proc.stdout[-3000:], proc.stderr[-3000:])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "episode 2/2" in proc.stdout and "recorded 2 episodes" in proc.stdout
+    print(stdout[-3000:], stderr[-3000:])
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "episode 2/2" in stdout and "recorded 2 episodes" in stdout
     print(f"genpol record --sim: 2 episodes in {elapsed:.1f} s")
 
     bags = list_episodes(out)

@@ -28,7 +28,6 @@ import json
 import time
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -131,7 +130,6 @@ class RecorderNode(Node):
         self._warned: set[str] = set()
         self._reported_error: str | None = None
         self.mode: str | None = None
-        self._sub_group = ReentrantCallbackGroup()
 
         self.add_on_set_parameters_callback(self._check_parameters)
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
@@ -220,8 +218,7 @@ class RecorderNode(Node):
         def on_message(data: bytes, msg_info: dict, t: str = topic) -> None:
             self._on_message(t, data, msg_info)
 
-        subscription = self.create_subscription(cls, topic, on_message, qos, raw=True,
-                                                callback_group=self._sub_group)
+        subscription = self.create_subscription(cls, topic, on_message, qos, raw=True)
         self._subs[topic] = _Subscribed(info, subscription, request)
         self._subs[topic].received = received
         if self.core.recording:
