@@ -132,6 +132,16 @@ def test_bad_policy_path_is_refused_before_anything_starts(tmp_path, capsys):
     assert code == 2 and "unknown task" in capsys.readouterr().err
 
 
+def test_node_parameters_are_checked_and_typed_like_their_config(tmp_path, capsys):
+    from genpol.evaluation.runner import _typed_like_config
+
+    typed = _typed_like_config("planner", {"inference_rate_hz": 2, "num_samples": 16})
+    assert typed == {"inference_rate_hz": 2.0, "num_samples": 16}
+    assert isinstance(typed["inference_rate_hz"], float)
+    with pytest.raises(ValueError, match="planner has no parameter 'num_sample'"):
+        _typed_like_config("planner", {"num_sample": 16})
+
+
 # ---------------------------------------------------------------------------------- closed loop
 
 

@@ -137,3 +137,20 @@ def test_selector_keeps_the_committed_mode():
     assert ChunkSelector("first").select(np.concatenate([right, left]), 0.0, 10.0) == 0
     with pytest.raises(ValueError, match="selection must be one of"):
         ChunkSelector("best")
+
+
+def test_first_chunk_comes_from_inside_a_mode_not_between_modes():
+    rng = np.random.default_rng(0)
+    t = np.arange(10) / 10.0
+    mode = np.stack([t, t], axis=1)
+    between = np.zeros((1, 10, 2))              # the average of the two modes
+    left = mode + 0.02 * rng.standard_normal((8, 10, 2))
+    right = -mode + 0.02 * rng.standard_normal((8, 10, 2))
+    chunks = np.concatenate([between, left, right])
+    index = ChunkSelector("consistent").select(chunks, 0.0, 10.0, key="p")
+    assert index != 0
+    assert np.abs(chunks[index] - (mode if index <= 8 else -mode)).max() < 0.1
+    # After a policy change there is no commitment to keep: the densest sample again.
+    selector = ChunkSelector("consistent")
+    selector.select(chunks, 0.0, 10.0, key="p")
+    assert selector.select(chunks, 0.1, 10.0, key="q") != 0

@@ -124,14 +124,31 @@ def _fit(img: np.ndarray, shape) -> np.ndarray:
 SELECTIONS = ("consistent", "first")
 
 
+def densest(chunks: np.ndarray, fraction: float = 0.25) -> int:
+    """Index of the chunk (N, H, A) with the smallest mean distance to its k = fraction * N
+    nearest others: a sample inside a mode, not one between modes. (Taking the first sample of
+    the dense half instead, which would keep the modes' proportions, did worse in closed loop:
+    0.80 against 0.90 success over the same 20 episodes.)"""
+    n = len(chunks)
+    if n < 3:
+        return 0
+    flat = chunks.reshape(n, -1).astype(np.float64)
+    sq = (flat ** 2).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0))
+    k = max(1, min(n - 1, int(round(fraction * n))))
+    spread = np.sort(dist, axis=1)[:, 1:k + 1].mean(axis=1)  # column 0 is the chunk itself
+    return int(np.argmin(spread))
+
+
 class ChunkSelector:
     """Chooses which of the N sampled chunks to execute.
 
     Sampling anew at every observation lets consecutive chunks land in different modes (left,
     then right), and an executor that blends or switches between them then drives between the
     modes, into the obstacle. "consistent" keeps the commitment: the sample closest to the
-    previously chosen chunk over the time both cover (the first chunk, or one after a gap, is
-    sample 0, a random draw). "first" always takes sample 0.
+    previously chosen chunk over the time both cover. The first chunk (or one after a gap) is the
+    sample in the densest neighbourhood: a few samples of an imperfect model fall between the
+    modes, and those are the ones with the fewest neighbours. "first" always takes sample 0.
     """
 
     def __init__(self, mode: str = "consistent"):
@@ -150,12 +167,16 @@ class ChunkSelector:
         times = stamp + np.arange(horizon) / fps
         index = 0
         prev = self._previous
-        if self.mode == "consistent" and prev is not None and prev[0] is key:
-            _, prev_times, prev_chunk = prev
-            overlap = (times >= prev_times[0]) & (times <= prev_times[-1])
-            if overlap.any():
+        if self.mode == "consistent":
+            overlap = None
+            if prev is not None and prev[0] is key:
+                _, prev_times, prev_chunk = prev
+                overlap = (times >= prev_times[0]) & (times <= prev_times[-1])
+            if overlap is not None and overlap.any():
                 ref = np.stack([np.interp(times[overlap], prev_times, prev_chunk[:, j])
                                 for j in range(prev_chunk.shape[1])], axis=1)
                 index = int(np.argmin(((chunks[:, overlap] - ref) ** 2).sum(axis=(1, 2))))
+            else:
+                index = densest(chunks)
         self._previous = (key, times, chunks[index].copy())
         return index

@@ -68,6 +68,8 @@ class EvalSettings:
         if unknown:
             raise ValueError(f"--param names a node outside the sim graph: {unknown}; use "
                              "sim_arm.NAME, planner.NAME or executor.NAME")
+        self.params = {node: _typed_like_config(node, values)
+                       for node, values in self.params.items()}
         reason = check_checkpoint(self.policy)
         if reason:
             raise ValueError(f"--policy: {reason}")
@@ -80,6 +82,25 @@ class EvalSettings:
         args = [f"policy_path:={Path(self.policy).resolve()}", f"task:={self.task}",
                 f"seed:={self.seed}", f"scene_seed:={self.scene_seed}"]
         return args + ([f"executor_mode:={self.executor_mode}"] if self.executor_mode else [])
+
+
+def _typed_like_config(node: str, values: dict[str, Any]) -> dict[str, Any]:
+    """--param values checked against config/<node>.yaml: an unknown name is an error (the node
+    would die on it at start-up), and a whole number for a float parameter (`rate=2`) becomes a
+    float, since ROS rejects an INTEGER for a DOUBLE."""
+    from genpol.graph import config_dir
+
+    known = yaml.safe_load((config_dir() / f"{node}.yaml").read_text())[node]["ros__parameters"]
+    out = {}
+    for name, value in values.items():
+        if name not in known:
+            raise ValueError(f"--param {node}.{name}: {node} has no parameter {name!r}; it has "
+                             f"{sorted(known)}")
+        if isinstance(known[name], float) and isinstance(value, int) \
+                and not isinstance(value, bool):
+            value = float(value)
+        out[name] = value
+    return out
 
 
 def _say(settings: EvalSettings, text: str) -> None:
