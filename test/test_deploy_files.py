@@ -5,13 +5,11 @@ and the URDF, the controllers and robot.py agree on the six SO-101 joints."""
 from __future__ import annotations
 
 import shlex
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 import yaml
 
-from genpol import description, graph, robot
+from genpol import graph, robot
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -62,25 +60,8 @@ def test_compose_runs_bringup_with_gpu_devices_and_host_network():
     assert "bringup.launch.py" in service["command"]
 
 
-# ------------------------------------------------------------------------------------- URDF
-def test_urdf_parses_names_the_six_joints_and_matches_robot_py():
-    text = (ROOT / "config" / "so101.urdf").read_text()
-    assert text == description.urdf(), "config/so101.urdf is stale: python -m genpol.description"
-    root = ET.fromstring(text)
-    joints = {j.get("name"): j for j in root.findall("joint") if j.get("type") == "revolute"}
-    assert list(joints) == list(robot.JOINT_NAMES)
-    for spec in robot.JOINTS:
-        limit = joints[spec.name].find("limit")
-        assert float(limit.get("lower")) == pytest.approx(spec.lower, abs=1e-5)
-        assert float(limit.get("upper")) == pytest.approx(spec.upper, abs=1e-5)
-    control = root.find("ros2_control")
-    assert control.find("hardware/plugin").text == "mock_components/GenericSystem"
-    claimed = [j.get("name") for j in control.findall("joint")]
-    assert claimed == list(robot.JOINT_NAMES)
-    for joint in control.findall("joint"):
-        assert [c.get("name") for c in joint.findall("command_interface")] == ["position"]
-
-
+# ------------------------------------------------------------------------------ ros2_control
+# (the URDF itself: test_sim.py::test_urdf_file_is_generated_and_has_the_six_joints_...)
 def test_controllers_claim_every_joint_once_with_interfaces_the_urdf_offers():
     cfg = yaml.safe_load((ROOT / "config" / "controllers.yaml").read_text())
     arm = cfg["arm_controller"]["ros__parameters"]

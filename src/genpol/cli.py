@@ -98,19 +98,26 @@ def _bench_runtime(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guarded(command: str, fn, *args, **kwargs) -> int:
+    """Run a long job: its RuntimeError (a node died, a timeout) as one line on stderr, exit 1;
+    Ctrl-C as exit 130. The job itself stops whatever it started."""
+    try:
+        fn(*args, **kwargs)
+    except RuntimeError as exc:
+        print(f"genpol {command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from genpol import demo
 
     print("genpol demo: record demonstrations in simulation -> LeRobot v3 dataset -> train -> "
           "closed-loop evaluation through the ROS graph\n", flush=True)
-    try:
-        demo.run(args.family, out=args.out or "demo-output", progress=not args.no_progress)
-    except RuntimeError as exc:
-        print(f"genpol demo: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return _guarded("demo", demo.run, args.family, out=args.out or "demo-output",
+                    progress=not args.no_progress)
 
 
 def cmd_bringup(args: argparse.Namespace) -> int:
@@ -145,14 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed, scene_seed=args.scene_seed, executor_mode=args.executor_mode or "",
         videos=args.videos, timeout_s=args.timeout_s or 0.0, hold_s=args.hold_s,
         progress=not args.no_progress, params=_node_params(args.param))
-    try:
-        run(settings, command=shlex.join(["genpol", *sys.argv[1:]]))
-    except RuntimeError as exc:
-        print(f"genpol eval: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return _guarded("eval", run, settings, command=shlex.join(["genpol", *sys.argv[1:]]))
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -168,16 +168,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                               backend=args.backend, progress=not args.no_progress,
                               keep_logs=args.keep_logs)
     start = time.perf_counter()
-    try:
+
+    def record() -> None:
         paths = record_sim(settings)
-    except RuntimeError as exc:
-        print(f"genpol record: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    print(f"recorded {len(paths)} episodes into {args.out} in "
-          f"{time.perf_counter() - start:.1f} s")
-    return 0
+        print(f"recorded {len(paths)} episodes into {args.out} in "
+              f"{time.perf_counter() - start:.1f} s")
+
+    return _guarded("record", record)
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
