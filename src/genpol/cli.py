@@ -98,13 +98,13 @@ def _bench_runtime(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(command: str, fn, *args, **kwargs) -> int:
+def _guarded(name: str, fn, /, *args, **kwargs) -> int:
     """Run a long job: its RuntimeError (a node died, a timeout) as one line on stderr, exit 1;
     Ctrl-C as exit 130. The job itself stops whatever it started."""
     try:
         fn(*args, **kwargs)
     except RuntimeError as exc:
-        print(f"genpol {command}: error: {exc}", file=sys.stderr)
+        print(f"genpol {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
