@@ -22,7 +22,7 @@ from genpol import robot  # noqa: E402
 from genpol.sim import tasks  # noqa: E402
 from ros_helpers import TopicCollector, wait_for  # noqa: E402
 
-TOLERANCE = 0.03  # m; the task's own success radius is 2 cm, with a ~0.5 s settle
+TOLERANCE = 0.03  # m; the task's own success radius is 2 cm, held for 0.5 s
 
 
 def _tip(msg: JointState) -> np.ndarray:
@@ -54,10 +54,11 @@ def test_bringup_reaches_around_the_obstacle(ros, reach_policy, tmp_path):
         assert np.linalg.norm(start - task.target) > 0.1
 
         def arrived() -> bool:
-            msgs = states.messages[-50:]
-            tips = np.array([_tip(m) for m in msgs])
-            still = np.ptp(tips, axis=0).max() < 0.003  # settled for ~0.5 s
-            return still and np.linalg.norm(tips[-1] - task.target) < TOLERANCE
+            # the task's own success: at the target and held there for ~0.5 s (50 states).
+            # Not "motionless": a sampled policy keeps making mm-sized corrections at the goal.
+            tips = np.array([_tip(m) for m in states.messages[-50:]])
+            return len(tips) == 50 and bool(
+                (np.linalg.norm(tips - task.target, axis=1) < TOLERANCE).all())
 
         reached = wait_for(arrived, timeout=45, interval=0.2)
         tips = np.array([_tip(m) for m in states.messages])
