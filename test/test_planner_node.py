@@ -150,7 +150,27 @@ def test_first_chunk_comes_from_inside_a_mode_not_between_modes():
     index = ChunkSelector("consistent").select(chunks, 0.0, 10.0, key="p")
     assert index != 0
     assert np.abs(chunks[index] - (mode if index <= 8 else -mode)).max() < 0.1
-    # After a policy change there is no commitment to keep: the densest sample again.
+    # After a policy change there is no commitment to keep: a fresh draw inside a mode again.
     selector = ChunkSelector("consistent")
     selector.select(chunks, 0.0, 10.0, key="p")
     assert selector.select(chunks, 0.1, 10.0, key="q") != 0
+
+
+def test_first_chunk_keeps_the_policys_mode_proportions():
+    """A 3:1 policy must go the minority way about a quarter of the time, not never: picking
+    the densest sample would always take the larger mode."""
+    from genpol.planning import typical
+
+    rng = np.random.default_rng(1)
+    t = np.arange(10) / 10.0
+    mode = np.stack([t, t], axis=1)
+    picks = []
+    for _ in range(400):
+        signs = np.where(rng.random(32) < 0.75, 1.0, -1.0)
+        chunks = signs[:, None, None] * mode + 0.03 * rng.standard_normal((32, 10, 2))
+        chunks[rng.integers(32)] = 0.0  # one sample between the modes
+        index = typical(chunks)
+        assert np.abs(chunks[index]).max() > 0.5  # never the one between the modes
+        picks.append(signs[index])
+    minority = np.mean(np.array(picks) < 0)
+    assert 0.17 < minority < 0.33, minority

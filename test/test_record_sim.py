@@ -42,7 +42,7 @@ def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
     out = tmp_path / "demos"
     cmd = [sys.executable, "-m", "genpol.cli", "record", "--sim", "--task", "reach_around",
            "--episodes", "2", "--out", str(out), "--mode", "alternate", "--seed", "3",
-           "--backend", "mcap"] + ([] if cameras else ["--no-cameras"])
+           "--episodes-per-start", "2", "--backend", "mcap"] + ([] if cameras else ["--no-cameras"])
     start = time.monotonic()
     # Its own session, so a timeout ends the node processes too, not only the CLI: leftovers
     # would publish into the next test's graph.
@@ -66,7 +66,7 @@ def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
 
     bags = list_episodes(out)
     assert [b.name for b in bags] == ["episode_000000", "episode_000001"]
-    modes = []
+    modes, seeds = [], []
     for bag in bags:
         episode = read_episode(bag)
         meta = episode.metadata
@@ -78,6 +78,7 @@ def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
         sim = meta["extra"]["sim"]
         assert sim["expert_mode"] == meta["mode"]
         modes.append(meta["mode"])
+        seeds.append(sim["seed"])
         topics = {"/joint_states", "/leader/joint_states"} | (
             {"/camera/image_raw", "/wrist_camera/image_raw"} if cameras else set())
         assert set(episode.topics) == topics
@@ -95,6 +96,7 @@ def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
         assert np.abs(follower[-1] - leader[-1]).max() < 0.05
         assert len(episode.topics["/leader/joint_states"].messages[0].velocity) == 0
     assert sorted(modes) == ["left", "right"]  # --mode alternate
+    assert seeds == [4, 4]  # --episodes-per-start 2: one start pose, shown both ways
 
 
 def test_teleop_follows_the_leader_by_name_and_refuses_nan(ros):

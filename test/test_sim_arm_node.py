@@ -93,6 +93,28 @@ def test_sim_arm_reset_service_redraws_the_scene(ros, scene_seed):
         assert np.allclose(last["target"], after.target, atol=1e-4)
 
 
+def test_sim_arm_episodes_per_start_repeats_each_start_pose(ros):
+    node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
+                                           Parameter("seed", value=3),
+                                           Parameter("episodes_per_start", value=2)])
+    probe = rclpy.create_node("probe")
+    client = probe.create_client(Trigger, "/sim_arm/reset")
+    seeds = []
+    with spinning(node, probe):
+        assert client.wait_for_service(timeout_sec=5)
+        for _ in range(3):
+            future = client.call_async(Trigger.Request())
+            assert wait_for(future.done, timeout=5) and future.result().success
+            seeds.append(node.sim.task.seed)
+    assert seeds == [4, 4, 5]
+
+
+def test_sim_arm_refuses_episodes_per_start_below_one(ros):
+    with pytest.raises(ValueError, match="episodes_per_start"):
+        SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
+                                        Parameter("episodes_per_start", value=0)])
+
+
 @pytest.mark.skipif(gl.configure() is None, reason=f"no offscreen GL: {gl.problem}")
 def test_sim_arm_publishes_both_cameras(ros):
     node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=10.0),

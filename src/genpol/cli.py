@@ -164,6 +164,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     settings = RecordSettings(task=args.task, episodes=args.episodes, out=args.out,
                               seed=args.seed, scene_seed=args.scene_seed, mode=args.mode,
+                              episodes_per_start=args.episodes_per_start,
                               cameras=not args.no_cameras, settle_s=args.settle_s,
                               backend=args.backend, progress=not args.no_progress,
                               keep_logs=args.keep_logs)
@@ -270,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=">= 0: one object layout for every episode (-1: one per episode)")
     r.add_argument("--mode", default="random",
                    help="random (50/50), alternate, or one mode (left, right, top, front)")
+    r.add_argument("--episodes-per-start", type=int, default=1,
+                   help="record each start pose this many times (2 with --mode alternate: "
+                        "every start shown both ways)")
     r.add_argument("--no-cameras", action="store_true", help="record joint states only")
     r.add_argument("--settle-s", type=float, default=0.5,
                    help="seconds recorded still before and after each demonstration")

@@ -75,7 +75,8 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
         shutil.rmtree(bags)  # a fresh recording: episodes of an earlier run would mix in
     timed(Stage("record"), record_sim, RecordSettings(
         task=p["task"], episodes=rec["episodes"], out=bags, seed=rec["seed"],
-        scene_seed=p["scene_seed"], mode=rec["mode"], progress=progress))
+        scene_seed=p["scene_seed"], mode=rec["mode"],
+        episodes_per_start=rec.get("episodes_per_start", 1), progress=progress))
 
     ds = p["dataset"]
     _banner(2, 4, f"build a LeRobot v3.0 dataset at {ds['fps']:g} fps")

@@ -59,6 +59,8 @@ class RecordSettings:
     seed: int = 0                  # sim_arm's first start pose; sim_leader's mode draws
     scene_seed: int = -1           # >= 0: one object layout for every episode
     mode: str = "random"           # random | alternate | a mode name
+    episodes_per_start: int = 1    # > 1: each start pose recorded that many times (with
+                                   #   alternate: once per mode, the same state both ways)
     cameras: bool = True
     settle_s: float = 0.5          # before start_episode and after the expert's end
     startup_timeout_s: float = 90.0
@@ -71,6 +73,9 @@ class RecordSettings:
             raise ValueError(f"--task must be one of {list(tasks.TASKS)}, got {self.task!r}")
         if self.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if self.episodes_per_start < 1:
+            raise ValueError(f"--episodes-per-start must be >= 1, got "
+                             f"{self.episodes_per_start}")
         if self.settle_s < 0 or self.startup_timeout_s <= 0:
             raise ValueError("settle and timeouts must be positive")
 
@@ -186,6 +191,7 @@ def _node_specs(settings: RecordSettings, out: Path) -> list[tuple[graph.NodeSpe
     values = {
         "sim_arm": {"task": settings.task, "seed": settings.seed,
                     "scene_seed": settings.scene_seed,
+                    "episodes_per_start": settings.episodes_per_start,
                     **({} if settings.cameras else {"camera_rate_hz": 0.0})},
         "sim_leader": {"wait_for_start": True, "mode": settings.mode, "seed": settings.seed},
         "teleop": {},

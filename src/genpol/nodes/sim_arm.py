@@ -39,7 +39,8 @@ class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_arm", **kwargs)
         defaults = {
-            "task": tasks.REACH_AROUND, "seed": 0, "scene_seed": -1, "joint_state_rate_hz": 100.0,
+            "task": tasks.REACH_AROUND, "seed": 0, "scene_seed": -1, "episodes_per_start": 1,
+            "joint_state_rate_hz": 100.0,
             "camera_rate_hz": 10.0, "camera_width": 96, "camera_height": 96,
             "cameras": list(scene.CAMERAS), "reset_guard_s": 0.5, "reset_guard_rad": 0.15,
         }
@@ -52,6 +53,12 @@ class SimArmNode(Node):
                              f"got {self.task_name!r}")
         self.seed = int(get("seed"))
         self.scene_seed = int(get("scene_seed"))  # -1: each episode draws its own layout
+        # > 1: consecutive episodes share a start pose, so demonstrations can show each mode
+        # from the same state (what makes p(action | state) multimodal in the data)
+        self.episodes_per_start = int(get("episodes_per_start"))
+        if self.episodes_per_start < 1:
+            raise ValueError(f"sim_arm: episodes_per_start must be >= 1, got "
+                             f"{self.episodes_per_start}")
         self.size = (int(get("camera_width")), int(get("camera_height")))
         # A reset teleports the arm, but the command stream (the executor) learns of it only
         # after its own reset, a few ms later: what it sends meanwhile was computed for the old
@@ -113,7 +120,8 @@ class SimArmNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _reset_scene(self) -> tasks.TaskInstance:
-        inst = self.sim.reset(self.seed + self.episode, self.task_name, self.scene_seed)
+        start = -(-self.episode // self.episodes_per_start)  # episodes 1..n: seed + 1, ...
+        inst = self.sim.reset(self.seed + start, self.task_name, self.scene_seed)
         q = self.sim.joint_positions()
         for name, follower in self.followers.items():
             follower.reset(q[self._columns[name]])

@@ -5,7 +5,7 @@ go through teleop and the recorder like real ones.
 It learns the scene from sim_arm's status topic (/sim_arm/episode: task, seed, scene_seed,
 episode), draws the same TaskInstance sim_arm has, and plans a demonstration whenever the episode
 number changes. The mode is `mode`: random (50/50 from `seed`), alternate (the task's modes in
-turn) or one mode by name. Each plan's mode is published on /leader/mode (std_msgs/String,
+turn, by episode number) or one mode by name. Each plan's mode is published on /leader/mode (std_msgs/String,
 latched) so the recorder puts it into the episode's metadata; ~/plan (std_msgs/String, JSON,
 latched) tells episode, task, mode, duration_s and state (waiting / playing / done).
 
@@ -54,7 +54,6 @@ class SimLeaderNode(Node):
         self.wait_for_start = bool(get("wait_for_start"))
         self.start_delay_s = float(get("start_delay_s"))
         self.episode: int | None = None
-        self.plans = 0
         self.plan: tasks.ExpertPlan | None = None
         self.plan_info: dict = {}
         self.t0: float | None = None  # when the plan starts playing (node clock, seconds)
@@ -71,12 +70,12 @@ class SimLeaderNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _pick_mode(self, task: str) -> str:
+    def _pick_mode(self, task: str, episode: int) -> str:
         modes = tasks.MODES[task]
         if self.mode_choice == "random":
             return modes[int(self.rng.integers(len(modes)))]
-        if self.mode_choice == "alternate":
-            return modes[self.plans % len(modes)]
+        if self.mode_choice == "alternate":  # by episode number: a missed status cannot shift it
+            return modes[episode % len(modes)]
         if self.mode_choice not in modes:
             raise ValueError(f"{task} modes are {modes}, not {self.mode_choice!r}")
         return self.mode_choice
@@ -95,13 +94,12 @@ class SimLeaderNode(Node):
             return
         try:
             inst = tasks.sample(task, seed, scene_seed)
-            mode = self._pick_mode(task)
+            mode = self._pick_mode(task, episode)
             plan = tasks.expert(inst, mode, self.rng)
         except (ValueError, AssertionError) as exc:
             self.get_logger().error(f"no demonstration for episode {episode}: {exc}")
             return
         self.episode, self.plan = episode, plan
-        self.plans += 1
         self.t0 = None if self.wait_for_start else self._now() + self.start_delay_s
         self.plan_info = {"episode": episode, "task": task, "seed": seed,
                           "scene_seed": scene_seed, "mode": mode,
