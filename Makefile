@@ -28,4 +28,4 @@ bench-executor: setup
 	$(BIN)/genpol bench executor --out $(or $(OUT),bench-results/executor)
 
 clean:
-	rm -rf build install log bench-results demo-output .pytest_cache
+	rm -rf build install log bench-results demo-output* .pytest_cache
