@@ -237,7 +237,7 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
     """
     settings.check()
     try:
-        from genpol.evaluation import ros
+        from genpol.nodes import eval_probe
     except ImportError as exc:
         raise RuntimeError(f"genpol eval needs rclpy and the ROS 2 messages ({exc}); `make "
                            "setup` installs them, or source a ROS 2 distribution") from exc
@@ -253,7 +253,7 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
         graph = Graph(settings.launch_args(), out / "logs", settings.params)
         _say(settings, f"starting {settings.task} graph (sim_arm, planner, executor); node logs "
                        f"in {graph.log_dir}")
-        with graph, ros.session(cameras=settings.videos > 0) as rs:
+        with graph, eval_probe.session(cameras=settings.videos > 0) as rs:
             _wait_ready(settings, graph, rs.probe)
             _say(settings, f"graph ready after {time.perf_counter() - wall:.1f} s; "
                            f"{settings.episodes} episodes, timeout {settings.timeout:g} s")

@@ -2,7 +2,7 @@
 records what an episode produced (sim_arm's episode status, joint states, camera frames).
 
 Imported only when an evaluation runs (genpol.evaluation.runner imports it lazily), so the rest
-of genpol.evaluation works without ROS. It runs on its own rclpy Context, so it never disturbs
+of genpol.evaluation works without ROS. It lives in nodes/ with the other rclpy code. It runs on its own rclpy Context, so it never disturbs
 another user of the default one in the same process.
 """
 
