@@ -130,9 +130,10 @@ def typical(chunks: np.ndarray, fraction: float = 0.1, tolerance: float = 2.0) -
 
     A sample between the modes (an imperfect model makes a few) has no close neighbours and is
     passed over. Among the rest the first is taken: samples are drawn independently, so this is
-    a fair draw that keeps the modes' proportions. (Taking the densest sample instead favours
-    the larger mode every time: with a 45/55 policy it went the majority way in 85 % of
-    episodes.) k stays small so that a minority mode's samples find their neighbours within it.
+    a fair draw that keeps the modes' proportions. (The densest sample instead favours the
+    larger mode every time: on one checkpoint it went one way in 85 % of 20 closed-loop
+    episodes, this draw in 70 %.) k stays small so that a minority mode's samples find their
+    neighbours within it.
     """
     n = len(chunks)
     if n < 3:

@@ -2,8 +2,9 @@
 records what an episode produced (sim_arm's episode status, joint states, camera frames).
 
 Imported only when an evaluation runs (genpol.evaluation.runner imports it lazily), so the rest
-of genpol.evaluation works without ROS. It lives in nodes/ with the other rclpy code. It runs on its own rclpy Context, so it never disturbs
-another user of the default one in the same process.
+of genpol.evaluation works without ROS; it lives in nodes/ with the rest of the rclpy code. It
+runs on its own rclpy Context, so it never disturbs another user of the default one in the same
+process.
 """
 
 from __future__ import annotations

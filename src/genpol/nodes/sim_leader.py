@@ -5,9 +5,10 @@ go through teleop and the recorder like real ones.
 It learns the scene from sim_arm's status topic (/sim_arm/episode: task, seed, scene_seed,
 episode), draws the same TaskInstance sim_arm has, and plans a demonstration whenever the episode
 number changes. The mode is `mode`: random (50/50 from `seed`), alternate (the task's modes in
-turn, by episode number) or one mode by name. Each plan's mode is published on /leader/mode (std_msgs/String,
-latched) so the recorder puts it into the episode's metadata; ~/plan (std_msgs/String, JSON,
-latched) tells episode, task, mode, duration_s and state (waiting / playing / done).
+turn, by episode number) or one mode by name. Each plan's mode is published on /leader/mode
+(std_msgs/String, latched) so the recorder puts it into the episode's metadata; ~/plan
+(std_msgs/String, JSON, latched) tells episode, task, mode, duration_s and state (waiting /
+playing / done).
 
 Before a plan plays, the leader holds the scene's start pose. With wait_for_start (what
 `genpol record --sim` uses) it plays when ~/start (std_srvs/Trigger) is called, else
