@@ -52,6 +52,12 @@ def run_node(node_cls, args=None, threads: int = 1) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # Ctrl-C shuts the context down under a running spin: a subscription taken in that
+        # moment fails inside rclpy ("Unable to convert call argument '0' to Python object").
+        # That is the shutdown, not a fault; any other error still surfaces.
+        if rclpy.get_default_context().ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, "close", None)
