@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genpol.imaging import (CHANNELS, camera_info_fields, camera_info_topic, from_image_fields,
+from genpol.camera.image import (CHANNELS, camera_info_fields, camera_info_topic, from_image_fields,
                             to_image_fields)
 
 cv2 = pytest.importorskip("cv2")
 
-from genpol.capture import (  # noqa: E402
+from genpol.camera.capture import (  # noqa: E402
     ENDED, STREAMING, WAITING, Capture, CaptureConfig, parse_source)
 
 N_FRAMES, W, H = 20, 32, 24

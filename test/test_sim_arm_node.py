@@ -17,7 +17,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from genpol import robot  # noqa: E402
-from genpol.imaging import from_image_fields  # noqa: E402
+from genpol.camera.image import from_image_fields  # noqa: E402
 from genpol.nodes.messages import duration_msg, trajectory_msg  # noqa: E402
 from genpol.nodes.sim_arm import SimArmNode  # noqa: E402
 from genpol.sim import gl  # noqa: E402

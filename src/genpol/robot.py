@@ -33,6 +33,10 @@ JOINTS: tuple[JointLimit, ...] = (
 JOINT_NAMES: tuple[str, ...] = tuple(j.name for j in JOINTS)
 ARM_JOINTS: tuple[str, ...] = JOINT_NAMES[:5]
 GRIPPER_JOINT = "gripper"
+#: ros2_control joint_trajectory_controllers -> the joints each commands (config/controllers.yaml,
+#: the executor's and teleop's outputs and sim_arm's inputs all follow this map)
+CONTROLLERS: dict[str, tuple[str, ...]] = {"arm_controller": ARM_JOINTS,
+                                           "gripper_controller": (GRIPPER_JOINT,)}
 
 
 def lower_limits() -> np.ndarray:

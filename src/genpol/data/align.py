@@ -104,7 +104,7 @@ def decode_image(msgtype: str, msg: Any) -> np.ndarray:
         if img is None:
             raise ValueError(f"cannot decode a {msg.format!r} compressed image")
         return np.ascontiguousarray(img[..., ::-1])
-    from genpol.imaging import from_image_fields
+    from genpol.camera.image import from_image_fields
 
     return from_image_fields(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step),
                              np.asarray(msg.data, dtype=np.uint8).tobytes())

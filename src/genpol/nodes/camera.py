@@ -1,6 +1,6 @@
 """camera: OpenCV frames (a USB camera or a video file) out as sensor_msgs/Image + CameraInfo.
 
-Opening, reconnecting and conversion live in genpol.capture and genpol.imaging; this node only
+Opening, reconnecting and conversion live in genpol.camera (capture, image); this node only
 keeps time, fills messages and logs once per change of the capture's state.
 """
 
@@ -11,8 +11,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from genpol.capture import ENDED, STREAMING, Capture, CaptureConfig, CaptureStatus, parse_source
-from genpol.imaging import camera_info_fields, camera_info_topic
+from genpol.camera.capture import (ENDED, STREAMING, Capture, CaptureConfig, CaptureStatus,
+                                   parse_source)
+from genpol.camera.image import camera_info_fields, camera_info_topic
 from genpol.nodes.messages import IMAGE_QOS, image_msgs
 from genpol.nodes.runner import run_node
 

@@ -27,7 +27,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from genpol import robot
-from genpol.imaging import from_image_fields
+from genpol.camera.image import from_image_fields
 from genpol.nodes.messages import stamp_s
 
 RESET_SERVICES = ("sim_arm", "executor", "planner")

@@ -12,7 +12,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from genpol.imaging import to_image_fields
+from genpol.camera.image import to_image_fields
 
 # Reliable publishers match both reliable and best-effort subscribers (the reverse is not true);
 # depth 1 because only the newest frame matters. Subscribers that want the latest frame with no

@@ -18,7 +18,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from genpol.imaging import from_image_fields
+from genpol.camera.image import from_image_fields
 from genpol.nodes.markers import chunk_markers
 from genpol.nodes.messages import duration_msg, stamp_s, time_msg, trajectory_msg
 from genpol.nodes.runner import run_node

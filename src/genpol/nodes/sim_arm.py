@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from genpol import robot
-from genpol.imaging import camera_info_fields, camera_info_topic
+from genpol.camera.image import camera_info_fields, camera_info_topic
 from genpol.nodes.messages import IMAGE_QOS, duration_s, image_msgs, stamp_s
 from genpol.nodes.runner import run_node
 from genpol.sim import gl, scene, tasks  # noqa: F401  (gl first: it picks MuJoCo's backend)
@@ -30,7 +30,7 @@ from genpol.sim.trajectory import TrajectoryFollower
 CAMERA_TOPICS = {scene.FRONT_CAMERA: "/camera/image_raw",
                  scene.WRIST_CAMERA: "/wrist_camera/image_raw"}
 #: controller name -> joints, as in config/controllers.yaml
-CONTROLLERS = {"arm_controller": robot.ARM_JOINTS, "gripper_controller": (robot.GRIPPER_JOINT,)}
+CONTROLLERS = robot.CONTROLLERS
 #: the most physics one tick may catch up: beyond this the sim slows down rather than stalls
 MAX_STEP_S = 0.05
 
