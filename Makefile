@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpol-setup
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test bench-multimodal bench-planner bench-executor clean
+.PHONY: setup demo test lint bench-multimodal bench-planner bench-executor clean
 
 setup: $(STAMP)
 
@@ -15,8 +15,12 @@ $(STAMP): tools/setup.sh setup.py package.xml requirements/ros-wheels.txt requir
 demo: setup
 	$(BIN)/genpol demo --family $(or $(FAMILY),flow) $(if $(OUT),--out $(OUT))
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src test launch tools
+	$(BIN)/mypy
 
 bench-multimodal: setup
 	$(BIN)/genpol bench multimodal --out $(or $(OUT),bench-results/multimodal)
