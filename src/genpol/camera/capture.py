@@ -112,6 +112,7 @@ class Capture:
             return None
         if self._cap is None and not self._try_open():
             return None
+        assert self._cap is not None  # _try_open() opened it
         if self._watch is not None and not os.path.exists(self._watch):
             self._fail(f"{self._watch} does not exist")
             return None
@@ -128,6 +129,7 @@ class Capture:
             self._release()  # loop: reopening is reliable where seeking is not, for every codec
             if not self._try_open(now=True):
                 return None
+            assert self._cap is not None
             ok, frame = self._cap.read()
             if not ok or frame is None:
                 self._fail(f"{self.description} has no readable frames")

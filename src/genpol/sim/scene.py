@@ -53,7 +53,8 @@ def _v(values) -> str:
 
 def _bin_geoms() -> str:
     r, t, h = BIN_INNER_HALF, BIN_WALL, BIN_WALL_HEIGHT
-    walls = [((0, 0, t), (r + 2 * t, r + 2 * t, t))]  # floor
+    walls: list[tuple[tuple[float, ...], tuple[float, ...]]] = [
+        ((0.0, 0.0, t), (r + 2 * t, r + 2 * t, t))]  # floor
     for sx, sy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
         pos = (sx * (r + t), sy * (r + t), h / 2 + t)
         size = (t, r + 2 * t, h / 2) if sx else (r + 2 * t, t, h / 2)

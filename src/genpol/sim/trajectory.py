@@ -37,12 +37,12 @@ class TrajectoryFollower:
         self._points = np.empty((0, len(self.joint_names)))
         self.reset(np.zeros(len(self.joint_names)) if initial is None else initial)
 
-    def reset(self, hold: Sequence[float]) -> None:
+    def reset(self, hold: Sequence[float] | np.ndarray) -> None:
         """Drop any trajectory and hold `hold` (JTC on activation: hold the current position)."""
-        hold = np.asarray(hold, float)
-        if hold.shape != (len(self.joint_names),) or not np.all(np.isfinite(hold)):
+        q = np.array(hold, dtype=float)
+        if q.shape != (len(self.joint_names),) or not np.all(np.isfinite(q)):
             raise ValueError(f"hold position must be {len(self.joint_names)} finite values")
-        self._hold = hold.copy()
+        self._hold = q
         self._times = np.empty(0)
         self._points = np.empty((0, len(self.joint_names)))
 
