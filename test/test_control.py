@@ -1,4 +1,5 @@
-"""Chunk executor math (genpol.control): merging, interpolation, refusals, speed limits, holding."""
+"""genpol.control: the chunk executor's merging, interpolation, refusals, speed limits and
+holding; the choice among sampled chunks; teleop following."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from genpol import robot
 from genpol.control import ChunkExecutor, Command, ExecutorConfig
 from genpol.control.ensemble import merge_weights
 from genpol.control.interpolate import sample
+from genpol.control.selection import ChunkSelector, typical
+from genpol.control.teleop import follow_command
 
 NAMES = list(robot.JOINT_NAMES)
 J = len(NAMES)
@@ -359,8 +362,93 @@ def test_scenario_chunks_every_100ms_ticks_at_50hz_stay_continuous():
     assert ex.num_chunks <= 11  # old chunks are dropped (1 s of them at most)
 
 
+# --- chunk selection ----------------------------------------------------------------------
+
+
+def test_selector_keeps_the_committed_mode():
+    selector = ChunkSelector("consistent")
+    t = np.arange(10) / 10.0
+    left = np.stack([t, t], axis=1)[None]    # one mode rises, the other falls
+    right = -left
+    first = selector.select(np.concatenate([right, left]), 0.0, 10.0, key="p")
+    assert first == 0  # nothing to be consistent with: sample 0
+    for k in range(1, 5):  # the committed ("right") mode is picked wherever it is listed
+        stamp = k * 0.1
+        shifted = np.stack([t + stamp, t + stamp], axis=1)[None]
+        order = [shifted, -shifted] if k % 2 else [-shifted, shifted]
+        assert selector.select(np.concatenate(order), stamp, 10.0, key="p") == (1 if k % 2 else 0)
+    # Another policy's chunks are not compared: sample 0 again.
+    assert selector.select(np.concatenate([left, right]), 0.5, 10.0, key="q") == 0
+    assert ChunkSelector("first").select(np.concatenate([right, left]), 0.0, 10.0) == 0
+    with pytest.raises(ValueError, match="selection must be one of"):
+        ChunkSelector("best")
+
+
+def test_first_chunk_comes_from_inside_a_mode_not_between_modes():
+    rng = np.random.default_rng(0)
+    t = np.arange(10) / 10.0
+    mode = np.stack([t, t], axis=1)
+    between = np.zeros((1, 10, 2))              # the average of the two modes
+    left = mode + 0.02 * rng.standard_normal((8, 10, 2))
+    right = -mode + 0.02 * rng.standard_normal((8, 10, 2))
+    chunks = np.concatenate([between, left, right])
+    index = ChunkSelector("consistent").select(chunks, 0.0, 10.0, key="p")
+    assert index != 0
+    assert np.abs(chunks[index] - (mode if index <= 8 else -mode)).max() < 0.1
+    # After a policy change there is no commitment to keep: a fresh draw inside a mode again.
+    selector = ChunkSelector("consistent")
+    selector.select(chunks, 0.0, 10.0, key="p")
+    assert selector.select(chunks, 0.1, 10.0, key="q") != 0
+
+
+def test_first_chunk_keeps_the_policys_mode_proportions():
+    """A 3:1 policy must go the minority way about a quarter of the time, not never: picking
+    the densest sample would always take the larger mode."""
+    rng = np.random.default_rng(1)
+    t = np.arange(10) / 10.0
+    mode = np.stack([t, t], axis=1)
+    picks = []
+    for _ in range(400):
+        signs = np.where(rng.random(32) < 0.75, 1.0, -1.0)
+        chunks = signs[:, None, None] * mode + 0.03 * rng.standard_normal((32, 10, 2))
+        chunks[rng.integers(32)] = 0.0  # one sample between the modes
+        index = typical(chunks)
+        assert np.abs(chunks[index]).max() > 0.5  # never the one between the modes
+        picks.append(signs[index])
+    minority = np.mean(np.array(picks) < 0)
+    assert 0.17 < minority < 0.33, minority
+
+
+# --- teleop following -----------------------------------------------------------------------
+
+
+def test_follow_command_matches_by_name_clamps_and_stretches_time():
+    names = list(reversed(NAMES))
+    pose = {"shoulder_pan": 0.2, "shoulder_lift": -0.3, "elbow_flex": 0.4, "wrist_flex": 0.1,
+            "wrist_roll": 9.0, "gripper": 0.5}  # wrist_roll beyond its limit
+    commands, duration, problems = follow_command(names, [pose[n] for n in names], {}, 0.05)
+    assert problems == [] and duration == 0.05  # nothing commanded before: no velocity limit
+    assert list(commands) == list(robot.CONTROLLERS)
+    np.testing.assert_allclose(commands["arm_controller"],
+                               [0.2, -0.3, 0.4, 0.1, robot.upper_limits()[4]])
+    np.testing.assert_allclose(commands["gripper_controller"], [0.5])
+    last = {"shoulder_pan": 1.3}  # 1.5 rad away: longer than lead_time_s at the joint's limit
+    _, duration, _ = follow_command(names, [pose[n] for n in names], last, 0.05)
+    assert duration == pytest.approx(1.1 / robot.velocity_limits()[0])
+
+
+def test_follow_command_leaves_out_a_controller_it_cannot_trust():
+    values = dict(zip(NAMES, [0.1] * J, strict=True))
+    values["gripper"] = math.nan
+    del values["elbow_flex"]
+    commands, _, problems = follow_command(list(values), list(values.values()), {}, 0.05)
+    assert commands == {}
+    assert problems == ["arm_controller: joints ['elbow_flex'] missing",
+                        "gripper_controller: non-finite positions [nan]"]
+
+
 def test_control_imports_neither_torch_nor_rclpy():
-    code = ("import sys, genpol.control; "
+    code = ("import sys, genpol.control, genpol.control.selection, genpol.control.teleop; "
             "print([m for m in ('torch', 'rclpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

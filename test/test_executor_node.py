@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from rcl_interfaces.srv import DescribeParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -16,6 +16,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from genpol import robot  # noqa: E402
 from genpol.nodes.executor import ExecutorNode  # noqa: E402
 from genpol.nodes.messages import duration_msg, duration_s, time_msg, trajectory_msg  # noqa: E402
+from genpol.parameters import EXECUTOR  # noqa: E402
 from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
 
 HOME = np.array([0.0, -0.5, 0.5, 0.2, 0.0, 0.3])
@@ -42,7 +43,7 @@ def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
     state_pub = probe.create_publisher(JointState, "/joint_states", 10)
     chunk_pub = probe.create_publisher(JointTrajectory, "/genpol/action_chunk", 10)
     with spinning(node, probe):
-        time.sleep(0.3)
+        assert wait_for(lambda: node.ticks >= 10, timeout=5)
         assert len(arm) == 0, "published before any joint state was known"
         state_pub.publish(_joint_state(probe, HOME))
         assert wait_for(lambda: len(arm) >= 5, timeout=5)
@@ -54,12 +55,16 @@ def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
         assert np.allclose(times, [0.02, 0.04, 0.06, 0.08, 0.1], atol=1e-6)
         assert np.allclose(held.points[0].positions, HOME[:5])
 
-        # A NaN chunk never reaches the arm.
+        # A NaN chunk never reaches the arm: once the executor has seen it, and ticked a while
+        # after, it was not accepted and the arm still holds.
         bad = _chunk(probe, HOME, HOME + 0.3)
         bad.points[3].positions[1] = math.nan
         chunk_pub.publish(bad)
-        time.sleep(0.3)
-        assert all(np.allclose(m.points[0].positions, HOME[:5]) for m in arm.messages[-5:])
+        assert wait_for(lambda: node.chunks_received == 1, timeout=5), "the chunk never arrived"
+        seen = len(arm)
+        assert wait_for(lambda: len(arm) >= seen + 10, timeout=5)
+        assert node.chunks_accepted == 0
+        assert all(np.allclose(m.points[0].positions, HOME[:5]) for m in arm.messages[seen:])
 
         # A chunk in another joint order is followed (joints matched by name).
         target = HOME + np.array([0.2, 0.1, -0.1, 0.1, 0.0, 0.0])
@@ -68,6 +73,7 @@ def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
         n_before = len(arm)
         chunk_pub.publish(good)
         assert wait_for(lambda: len(arm) > n_before + 20, timeout=5)
+        assert node.chunks_accepted == 1
         last = np.array(arm.messages[-1].points[0].positions)
         assert np.abs(last - target[:5]).max() < np.abs(HOME[:5] - target[:5]).max()
         # Consecutive commands never jump by more than the speed limit allows.
@@ -83,7 +89,7 @@ def test_executor_tick_sources_and_their_parameters(ros):
                                                  Parameter("tick_spin_s", value=0.0005)])
         times = node.record_tick_times()
         with spinning(node):
-            assert wait_for(lambda: len(times) >= 11, timeout=5)
+            assert wait_for(lambda t=times: len(t) >= 11, timeout=5)
         assert node.tick_source == source
         periods = np.diff(list(times)[:11])
         assert abs(periods.mean() - 0.02) < 0.005, (source, periods)
@@ -91,3 +97,48 @@ def test_executor_tick_sources_and_their_parameters(ros):
         ExecutorNode(parameter_overrides=[Parameter("tick_source", value="interrupt")])
     with pytest.raises(ValueError, match="tick_spin_s"):
         ExecutorNode(parameter_overrides=[Parameter("tick_spin_s", value=0.5)])
+
+
+def _call(node, client, request):
+    assert client.wait_for_service(timeout_sec=5), client.srv_name
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout=5), f"{client.srv_name} did not answer"
+    return future.result()
+
+
+def test_parameters_are_described_and_read_only(ros):
+    """What `ros2 param describe /executor ...` shows comes from the table; a read-only
+    parameter is refused at run time and keeps its value."""
+    node = ExecutorNode()
+    assert (node.tick_priority, node.tick_spin_s) == (50, 0.0005)  # config/executor.yaml's
+    probe = rclpy.create_node("probe")
+    describe = probe.create_client(DescribeParameters, "/executor/describe_parameters")
+    setter = probe.create_client(SetParameters, "/executor/set_parameters")
+    with spinning(node, probe):
+        names = [p.name for p in EXECUTOR]
+        got = _call(probe, describe, DescribeParameters.Request(names=names)).descriptors
+        assert [d.name for d in got] == names
+        for param, d in zip(EXECUTOR, got, strict=True):
+            assert d.description == param.description and d.read_only, d
+        by_name = {d.name: d for d in got}
+        assert (by_name["rate_hz"].floating_point_range[0].from_value,
+                by_name["rate_hz"].floating_point_range[0].to_value) == (1.0, 1000.0)
+        assert by_name["lookahead_points"].integer_range[0].from_value == 1
+        assert by_name["mode"].additional_constraints == "one of: ensemble, latest, average"
+        request = SetParameters.Request(parameters=[Parameter("mode", value="latest")
+                                                    .to_parameter_msg()])
+        result = _call(probe, setter, request).results[0]
+        assert not result.successful and "read-only" in result.reason
+        assert node.get_parameter("mode").value == "ensemble" == node.config.mode
+
+
+def test_time_and_duration_messages_carry_into_the_seconds():
+    """A fraction that rounds to a whole second carries: 12.9999999998 s is 13 s 0 ns (it was
+    12 s 0 ns, a stamp one second early)."""
+    for make in (time_msg, duration_msg):
+        msg = make(12.9999999998)
+        assert (msg.sec, msg.nanosec) == (13, 0), make
+        msg = make(1.25)
+        assert (msg.sec, msg.nanosec) == (1, 250_000_000), make
+    msg = duration_msg(-0.5)
+    assert (msg.sec, msg.nanosec) == (-1, 500_000_000)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genpol import graph, launcher
+from genpol import graph, launcher, parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN = [s for s in graph.NODES if s.package == graph.PACKAGE]
@@ -41,18 +41,8 @@ def _node_params(spec) -> set[str]:
 
 
 def _declared(spec) -> set[str]:
-    """Parameters the node's source declares (string literals of its declare_parameter calls and
-    of the defaults mapping it declares from)."""
-    source = Path(importlib.import_module(f"genpol.nodes.{spec.executable}").__file__).read_text()
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Dict):
-            names |= {k.value for k in node.keys if isinstance(k, ast.Constant)
-                      and isinstance(k.value, str)}
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "declare_parameter":
-            if node.args and isinstance(node.args[0], ast.Constant):
-                names.add(node.args[0].value)
-    return names
+    """Parameters the node declares: its table in genpol.parameters (nodes/params.declare)."""
+    return {p.name for p in parameters.TABLES[spec.name]}
 
 
 def test_overrides_and_config_values_name_declared_parameters():

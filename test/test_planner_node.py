@@ -1,9 +1,11 @@
-"""The planner over real rclpy: chunks stamped with their observation, markers, the consistent
-choice among samples, and policy swaps through a parameter (good paths and every refusal)."""
+"""The planner over real rclpy: chunks stamped with their observation, markers, policy swaps
+through a parameter (good paths and every refusal; the last request wins), and its parameters'
+descriptors, refusals and effects. The choice among samples is tested in test_control.py."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -13,16 +15,18 @@ import yaml
 rclpy = pytest.importorskip("rclpy")
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rcl_interfaces.srv import DescribeParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from genpol import robot  # noqa: E402
+from genpol import planning, policies, robot  # noqa: E402
 from genpol.data.arrays import ChunkData  # noqa: E402
 from genpol.nodes.messages import duration_s, stamp_s  # noqa: E402
-from genpol.planning import ChunkSelector  # noqa: E402
+from genpol.nodes.planner import PlannerNode  # noqa: E402
+from genpol.parameters import PLANNER  # noqa: E402
+from genpol.planning import PolicyHolder  # noqa: E402
 from genpol.train import TrainConfig, config_for_data, train  # noqa: E402
 from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
 
@@ -66,8 +70,6 @@ def _set_param(probe, client, name, value):
 
 
 def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
-    from genpol.nodes.planner import PlannerNode
-
     node = PlannerNode(parameter_overrides=[
         Parameter("policy_path", value=checkpoints["good"]),
         Parameter("num_samples", value=4), Parameter("inference_rate_hz", value=20.0),
@@ -108,11 +110,11 @@ def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
         assert node.get_parameter("policy_path").value == checkpoints["good"]
         before = len(chunks)
         assert chunks.wait(before + 2, timeout=5), "the old policy stopped after a refusal"
-        assert node.runner.path == checkpoints["good"]
+        assert node.holder.path == checkpoints["good"]
 
         result = _set_param(probe, client, "policy_path", checkpoints["other"])
         assert result.successful, result.reason
-        assert wait_for(lambda: node.runner.path == checkpoints["other"], timeout=10)
+        assert wait_for(lambda: node.holder.path == checkpoints["other"], timeout=10)
         time.sleep(0.3)
         chunks.clear()
         assert chunks.wait(2, timeout=5)
@@ -120,57 +122,80 @@ def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
         assert duration_s(points[1].time_from_start) == pytest.approx(1 / 5.0)  # its fps
 
 
-def test_selector_keeps_the_committed_mode():
-    selector = ChunkSelector("consistent")
-    t = np.arange(10) / 10.0
-    left = np.stack([t, t], axis=1)[None]    # one mode rises, the other falls
-    right = -left
-    first = selector.select(np.concatenate([right, left]), 0.0, 10.0, key="p")
-    assert first == 0  # nothing to be consistent with: sample 0
-    for k in range(1, 5):  # the committed ("right") mode is picked wherever it is listed
-        stamp = k * 0.1
-        shifted = np.stack([t + stamp, t + stamp], axis=1)[None]
-        order = [shifted, -shifted] if k % 2 else [-shifted, shifted]
-        assert selector.select(np.concatenate(order), stamp, 10.0, key="p") == (1 if k % 2 else 0)
-    # Another policy's chunks are not compared: sample 0 again.
-    assert selector.select(np.concatenate([left, right]), 0.5, 10.0, key="q") == 0
-    assert ChunkSelector("first").select(np.concatenate([right, left]), 0.0, 10.0) == 0
-    with pytest.raises(ValueError, match="selection must be one of"):
-        ChunkSelector("best")
+def _set(probe, client, name, value):
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    future = client.call_async(request)
+    assert wait_for(future.done, timeout=10)
+    return future.result().results[0]
 
 
-def test_first_chunk_comes_from_inside_a_mode_not_between_modes():
-    rng = np.random.default_rng(0)
-    t = np.arange(10) / 10.0
-    mode = np.stack([t, t], axis=1)
-    between = np.zeros((1, 10, 2))              # the average of the two modes
-    left = mode + 0.02 * rng.standard_normal((8, 10, 2))
-    right = -mode + 0.02 * rng.standard_normal((8, 10, 2))
-    chunks = np.concatenate([between, left, right])
-    index = ChunkSelector("consistent").select(chunks, 0.0, 10.0, key="p")
-    assert index != 0
-    assert np.abs(chunks[index] - (mode if index <= 8 else -mode)).max() < 0.1
-    # After a policy change there is no commitment to keep: a fresh draw inside a mode again.
-    selector = ChunkSelector("consistent")
-    selector.select(chunks, 0.0, 10.0, key="p")
-    assert selector.select(chunks, 0.1, 10.0, key="q") != 0
+def test_parameters_are_described_checked_and_applied(ros):
+    """Descriptors from the table; read-only, out-of-range and unknown choices refused with the
+    old value kept; accepted values take effect (post-set callback)."""
+    node = PlannerNode(parameter_overrides=[Parameter("cpu_threads", value=0),
+                                            Parameter("camera_topics", value=["none=/unused"])])
+    probe = rclpy.create_node("probe")
+    describe = probe.create_client(DescribeParameters, "/planner/describe_parameters")
+    client = probe.create_client(SetParameters, "/planner/set_parameters")
+    with spinning(node, probe):
+        assert describe.wait_for_service(timeout_sec=5) and client.wait_for_service(timeout_sec=5)
+        future = describe.call_async(DescribeParameters.Request(names=[p.name for p in PLANNER]))
+        assert wait_for(future.done, timeout=10)
+        got = {d.name: d for d in future.result().descriptors}
+        for param in PLANNER:
+            assert got[param.name].description == param.description
+            assert got[param.name].read_only == param.read_only, param.name
+        assert got["num_samples"].integer_range[0].from_value == 1
+        assert got["selection"].additional_constraints == "one of: consistent, first"
+
+        result = _set(probe, client, "device", "cpu")
+        assert not result.successful and "read-only" in result.reason
+        assert node.get_parameter("device").value == "auto"
+        result = _set(probe, client, "num_samples", 0)
+        assert not result.successful and "out of range" in result.reason
+        assert node.get_parameter("num_samples").value == 8 == node.num_samples
+        result = _set(probe, client, "selection", "best")
+        assert not result.successful and "selection must be one of" in result.reason
+        assert node.selector.mode == "consistent"
+        result = _set(probe, client, "policy_path", "")
+        assert not result.successful and "empty" in result.reason
+
+        for name, value in (("num_samples", 3), ("inference_rate_hz", 2.5),
+                            ("max_observation_age_s", 0.25), ("selection", "first")):
+            result = _set(probe, client, name, value)
+            assert result.successful, (name, result.reason)
+            assert node.get_parameter(name).value == value
+        assert (node.num_samples, node.rate_hz, node.max_age) == (3, 2.5, 0.25)
+        assert node.selector.mode == "first"
 
 
-def test_first_chunk_keeps_the_policys_mode_proportions():
-    """A 3:1 policy must go the minority way about a quarter of the time, not never: picking
-    the densest sample would always take the larger mode."""
-    from genpol.planning import typical
+def test_the_last_policy_request_wins_when_an_older_load_ends_later(monkeypatch):
+    """Two quick swaps: a slow load of A that ends after a fast load of B must not replace B."""
+    release = {"A": threading.Event(), "B": threading.Event()}
 
-    rng = np.random.default_rng(1)
-    t = np.arange(10) / 10.0
-    mode = np.stack([t, t], axis=1)
-    picks = []
-    for _ in range(400):
-        signs = np.where(rng.random(32) < 0.75, 1.0, -1.0)
-        chunks = signs[:, None, None] * mode + 0.03 * rng.standard_normal((32, 10, 2))
-        chunks[rng.integers(32)] = 0.0  # one sample between the modes
-        index = typical(chunks)
-        assert np.abs(chunks[index]).max() > 0.5  # never the one between the modes
-        picks.append(signs[index])
-    minority = np.mean(np.array(picks) < 0)
-    assert 0.17 < minority < 0.33, minority
+    def load_when_released(path, device):
+        assert release[path].wait(5)
+        return f"policy {path}"
+
+    monkeypatch.setattr(planning, "check_checkpoint", lambda path: "")
+    monkeypatch.setattr(policies, "load_policy", load_when_released)
+    holder = PolicyHolder("cpu")
+    done: dict[str, str] = {}
+    finished = threading.Condition()
+
+    def on_done(path, error):
+        with finished:
+            done[path] = error
+            finished.notify_all()
+
+    holder.load_in_background("A", on_done)
+    holder.load_in_background("B", on_done)
+    release["B"].set()
+    with finished:
+        assert finished.wait_for(lambda: "B" in done, timeout=5)
+    assert (holder.path, done["B"]) == ("B", "")
+    release["A"].set()
+    with finished:
+        assert finished.wait_for(lambda: "A" in done, timeout=5)
+    assert (holder.path, holder.policy) == ("B", "policy B")
+    assert done["A"] == planning.SUPERSEDED

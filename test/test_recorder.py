@@ -6,6 +6,7 @@ episodes intact and the open one readable up to its last flush; refusals and dis
 from __future__ import annotations
 
 import array
+import dataclasses
 import json
 import os
 import signal
@@ -93,6 +94,50 @@ class _Probe:
         return json.loads(self.status.messages[-1].data) if len(self.status) else {}
 
 
+def _fields(value):
+    """A decoded (rosbags) message as plain nested values, to compare field by field."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.tolist())
+    if isinstance(value, list):
+        return [_fields(v) for v in value]
+    return value
+
+
+def _same_message(store, msgtype: str, a: bytes, b: bytes) -> bool:
+    """Two CDR serializations hold the same message (padding bytes may differ)."""
+    return _fields(store.deserialize_cdr(a, msgtype)) == _fields(store.deserialize_cdr(b, msgtype))
+
+
+def test_messages_are_compared_by_their_fields_not_their_padding():
+    """The same JointState with other bytes in its CDR alignment padding (as a DDS
+    implementation may send it) is the same message; a changed value is not."""
+    store, msgtype = jazzy_typestore(), "sensor_msgs/msg/JointState"
+    msg = store.types[msgtype](
+        header=store.types["std_msgs/msg/Header"](
+            stamp=store.types["builtin_interfaces/msg/Time"](sec=3, nanosec=5), frame_id="ab"),
+        name=["shoulder_pan"], position=np.array([0.5]), velocity=np.zeros(0),
+        effort=np.zeros(0))
+    raw = store.serialize_cdr(msg, msgtype)
+    padded = bytearray(raw)
+    padding = []
+    for i in range(4, len(raw)):  # after the encapsulation header
+        padded[i] ^= 0xA5
+        try:
+            same = _fields(store.deserialize_cdr(bytes(padded), msgtype)) == _fields(msg)
+        except Exception:  # a length or a string terminator
+            same = False
+        if same:
+            padding.append(i)
+        else:
+            padded[i] ^= 0xA5
+    assert padding, "this layout has alignment padding"
+    assert bytes(padded) != raw and _same_message(store, msgtype, bytes(padded), raw)
+    msg.position[0] = 0.25
+    assert not _same_message(store, msgtype, store.serialize_cdr(msg, msgtype), raw)
+
+
 def _recorder(dataset: Path, **params) -> RecorderNode:
     values = {"dataset_dir": str(dataset), "topics": TOPICS, "task": "reach around the post",
               "backend": "mcap", "min_free_mb": 1.0, "flush_period_s": 0.2, **params}
@@ -156,9 +201,13 @@ def test_recorded_episode_reads_back_identically(ros, tmp_path):
         assert len(data.messages) == len(msgs) == len(data.stamps_ns) == len(data.raw)
         assert data.stamps_ns.dtype == np.int64 and np.all(np.diff(data.stamps_ns) >= 0)
         assert data.stamps_ns[0] >= meta["start_time_ns"]
-        # The exact CDR bytes that went over DDS are what the bag holds ...
-        assert data.raw == [bytes(b) for b in p.wire[topic].messages]
-        for sent_msg, got, raw in zip(msgs, data.messages, data.raw):
+        # What went over DDS is what the bag holds (decoded: the CDR alignment padding is not
+        # part of the message, and a DDS implementation may leave it uninitialised) ...
+        wire = [bytes(b) for b in p.wire[topic].messages]
+        assert len(wire) == len(data.raw)
+        for raw, sent_raw in zip(data.raw, wire, strict=True):
+            assert _same_message(store, data.msgtype, raw, sent_raw)
+        for sent_msg, got, raw in zip(msgs, data.messages, data.raw, strict=True):
             # ... and they decode to the message that was published, field by field ...
             assert got.header.stamp.sec == sent_msg.header.stamp.sec
             assert got.header.stamp.nanosec == sent_msg.header.stamp.nanosec
@@ -174,8 +223,8 @@ def test_recorded_episode_reads_back_identically(ros, tmp_path):
                 np.testing.assert_array_equal(got.velocity, np.asarray(sent_msg.velocity,
                                                                        dtype=float))
                 assert len(got.effort) == 0
-            # ... and encode back to the same bytes.
-            assert store.serialize_cdr(got, data.msgtype) == raw
+            # ... and encode back to the same message.
+            assert _same_message(store, data.msgtype, store.serialize_cdr(got, data.msgtype), raw)
     assert len(episode.topics["/leader/joint_states"].messages[0].velocity) == 0
 
     # Independent readers accept the bag: rosbags' rosbag2 Reader (metadata.yaml + MCAP) and
@@ -252,7 +301,7 @@ def test_discard_open_and_last_finished_episodes(ros, tmp_path):
 
 def test_sigkill_mid_episode_keeps_finished_episodes_and_the_flushed_part(ros, tmp_path):
     dataset = tmp_path / "demos"
-    log = open(tmp_path / "recorder.log", "w+")
+    log = open(tmp_path / "recorder.log", "w+")  # noqa: SIM115  (closed in the finally)
     proc = subprocess.Popen(
         [sys.executable, "-m", "genpol.nodes.recorder", "--ros-args",
          "-p", f"dataset_dir:={dataset}", "-p", "topics:=['/joint_states']",

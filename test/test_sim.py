@@ -78,7 +78,7 @@ def test_forward_kinematics_matches_mujoco_site(sim):
     data = mujoco.MjData(sim.model)
     adr = [sim.model.jnt_qposadr[sim.model.joint(n).id] for n in robot.JOINT_NAMES]
     site = sim.model.site(description.TIP_SITE).id
-    for qi, expected in zip(q, fk):
+    for qi, expected in zip(q, fk, strict=True):
         data.qpos[adr] = qi
         mujoco.mj_kinematics(sim.model, data)
         np.testing.assert_allclose(data.site_xpos[site], expected, atol=1e-9)

@@ -26,7 +26,7 @@ from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
 
 def _latest_positions(states: TopicCollector) -> dict[str, float]:
     msg = states.messages[-1]
-    return dict(zip(msg.name, msg.position))
+    return dict(zip(msg.name, msg.position, strict=True))
 
 
 def test_sim_arm_tracks_trajectories_by_name_and_rejects_bad_ones(ros):

@@ -2,18 +2,23 @@
 
 A policy swap is checked cheaply and synchronously (so a bad path is refused in the parameter
 result), loaded off the caller's thread, and switched in with one reference assignment, so a
-chunk is always sampled by exactly one policy.
+chunk is always sampled by exactly one policy; of overlapping swaps the last request wins.
+Which sampled chunk runs is genpol.control.selection's choice.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genpol import robot
 from genpol.policies.checkpoint import CheckpointError, read_config
+
+if TYPE_CHECKING:
+    from genpol.policies.base import Policy
 
 
 def check_checkpoint(path: str) -> str:
@@ -34,6 +39,9 @@ def check_checkpoint(path: str) -> str:
     return ""
 
 
+SUPERSEDED = "superseded by a later request"
+
+
 def resolve_device(name: str) -> str:
     import torch
 
@@ -42,8 +50,13 @@ def resolve_device(name: str) -> str:
     return name
 
 
-class PolicyRunner:
-    """Holds the running policy and samples chunks for one observation at a time."""
+class PolicyHolder:
+    """Holds the running policy and samples chunks for one observation at a time.
+
+    Loads may overlap (two quick swaps); each request is numbered and a finished load switches
+    in only if no later request was made meanwhile, so the last request wins however long each
+    load takes.
+    """
 
     def __init__(self, device: str = "auto", cpu_threads: int = 0):
         self.device = resolve_device(device)
@@ -53,39 +66,48 @@ class PolicyRunner:
             # Beside the simulator and the executor on a small CPU, torch's default (one thread
             # per core) makes the processes fight; the small policies gain little from more.
             torch.set_num_threads(cpu_threads)
-        self.policy = None
+        self.policy: Policy | None = None
         self.path = ""
-        self._loading: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._latest = 0  # number of the latest load request
 
     def load(self, path: str) -> None:
         """Load now (on this thread) and switch to it; raises CheckpointError on failure."""
+        self._load(path, self._new_request())
+
+    def load_in_background(self, path: str, done: Callable[[str, str], None]) -> None:
+        """Load on a worker thread; `done(path, error)` is called after: error empty once the
+        policy runs, else why not (a failure, or a later request that superseded this one)."""
+        request = self._new_request()
+
+        def work() -> None:
+            try:
+                switched = self._load(path, request)
+            except Exception as exc:  # reported to the node, the old policy keeps running
+                done(path, f"{type(exc).__name__}: {exc}")
+            else:
+                done(path, "" if switched else SUPERSEDED)
+
+        threading.Thread(target=work, name="policy-loader", daemon=True).start()
+
+    def _new_request(self) -> int:
+        with self._lock:
+            self._latest += 1
+            return self._latest
+
+    def _load(self, path: str, request: int) -> bool:
+        """Load `path`; switch to it unless a later request was made. True if switched."""
         from genpol.policies import load_policy
 
         reason = check_checkpoint(path)
         if reason:
             raise CheckpointError(reason)
         policy = load_policy(path, device=self.device)
-        self.policy, self.path = policy, path  # one assignment: the swap is atomic
-
-    def load_in_background(self, path: str, done: Callable[[str, str], None]) -> None:
-        """Load on a worker thread; `done(path, error)` is called after (error empty on success)."""
-        def work() -> None:
-            try:
-                self.load(path)
-                done(path, "")
-            except Exception as exc:  # reported to the node, the old policy keeps running
-                done(path, f"{type(exc).__name__}: {exc}")
-
-        self._loading = threading.Thread(target=work, name="policy-loader", daemon=True)
-        self._loading.start()
-
-    def wait_loaded(self, timeout: float | None = None) -> None:
-        if self._loading is not None:
-            self._loading.join(timeout)
-
-    @property
-    def joint_names(self) -> list[str]:
-        return list(self.policy.config.joint_names) if self.policy is not None else []
+        with self._lock:
+            if request != self._latest:
+                return False
+            self.policy, self.path = policy, path  # one assignment: the swap is atomic
+        return True
 
     def sample(self, positions_by_name: Mapping[str, float],
                images: Mapping[str, np.ndarray] | None, num_samples: int):
@@ -118,73 +140,3 @@ def _fit(img: np.ndarray, shape) -> np.ndarray:
     import cv2
 
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-
-
-
-SELECTIONS = ("consistent", "first")
-
-
-def typical(chunks: np.ndarray, fraction: float = 0.1, tolerance: float = 2.0) -> int:
-    """Index of the first chunk (N, H, A) that lies inside a mode: its mean distance to its
-    k = fraction * N nearest others is within `tolerance` times the median of that spread.
-
-    A sample between the modes (an imperfect model makes a few) has no close neighbours and is
-    passed over. Among the rest the first is taken: samples are drawn independently, so this is
-    a fair draw that keeps the modes' proportions. (The densest sample instead favours the
-    larger mode every time: on one checkpoint it went one way in 85 % of 20 closed-loop
-    episodes, this draw in 70 %.) k stays small so that a minority mode's samples find their
-    neighbours within it.
-    """
-    n = len(chunks)
-    if n < 3:
-        return 0
-    flat = chunks.reshape(n, -1).astype(np.float64)
-    sq = (flat ** 2).sum(1)
-    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0.0))
-    k = max(1, min(n - 1, int(round(fraction * n))))
-    spread = np.sort(dist, axis=1)[:, 1:k + 1].mean(axis=1)  # column 0 is the chunk itself
-    inside = spread <= tolerance * np.median(spread)
-    return int(np.argmax(inside))
-
-
-class ChunkSelector:
-    """Chooses which of the N sampled chunks to execute.
-
-    Sampling anew at every observation lets consecutive chunks land in different modes (left,
-    then right), and an executor that blends or switches between them then drives between the
-    modes, into the obstacle. "consistent" keeps the commitment: the sample closest to the
-    previously chosen chunk over the time both cover. The first chunk (or one after a gap) is a
-    fair draw among the samples that lie inside a mode (`typical`): a few samples of an
-    imperfect model fall between the modes, and those have no close neighbours. "first" always
-    takes sample 0.
-    """
-
-    def __init__(self, mode: str = "consistent"):
-        if mode not in SELECTIONS:
-            raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {mode!r}")
-        self.mode = mode
-        self._previous: tuple[object, np.ndarray, np.ndarray] | None = None
-
-    def reset(self) -> None:
-        self._previous = None
-
-    def select(self, chunks: np.ndarray, stamp: float, fps: float, key: object = None) -> int:
-        """Index into chunks (N, H, A) starting at `stamp` (s), points 1/fps apart. `key`
-        identifies the policy: chunks of another policy are never compared."""
-        horizon = chunks.shape[1]
-        times = stamp + np.arange(horizon) / fps
-        index = 0
-        prev = self._previous
-        if self.mode == "consistent":
-            overlap = None
-            if prev is not None and prev[0] is key:
-                _, prev_times, prev_chunk = prev
-                overlap = (times >= prev_times[0]) & (times <= prev_times[-1])
-            if overlap is not None and overlap.any():
-                ref = np.stack([np.interp(times[overlap], prev_times, prev_chunk[:, j])
-                                for j in range(prev_chunk.shape[1])], axis=1)
-                index = int(np.argmin(((chunks[:, overlap] - ref) ** 2).sum(axis=(1, 2))))
-            else:
-                index = typical(chunks)
-        self._previous = (key, times, chunks[index].copy())
-        return index

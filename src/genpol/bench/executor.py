@@ -202,7 +202,7 @@ def _measure(ctx, variant: str, duration: float, warmup: float,
     from rclpy.parameter import Parameter
 
     from genpol.nodes.executor import SPIN_THREADS, ExecutorNode
-    from genpol.nodes.runner import make_executor
+    from genpol.nodes.spin import make_executor
 
     overrides, threads = VARIANTS[variant]
     threads = threads or SPIN_THREADS

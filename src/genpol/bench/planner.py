@@ -1,6 +1,6 @@
 """`genpol bench planner`: how long the planner waits for one observation's chunks.
 
-Times the call the planner node makes for every observation, PolicyRunner.sample (joint names ->
+Times the call the planner node makes for every observation, PolicyHolder.sample (joint names ->
 state vector, camera frames fitted to the policy, then policy.predict_chunks(state, images,
 num_samples)), for every family at its default config sized for the SO-101: 6 joints, chunks of
 16 steps, num_samples from config/planner.yaml. Settings: state only; one 224x224 camera through
@@ -21,7 +21,7 @@ import yaml
 
 from genpol import robot
 from genpol.bench.common import CpuMeter, latency_stats, run_meta, write_results
-from genpol.planning import PolicyRunner
+from genpol.planning import PolicyHolder
 from genpol.policies import families as all_families
 from genpol.policies import make_config, make_policy
 
@@ -46,15 +46,15 @@ def planner_num_samples() -> int:
     return int(raw["planner"]["ros__parameters"]["num_samples"])
 
 
-def make_runner(family: str, setting: str, device: str, seed: int = 0) -> PolicyRunner:
-    """A PolicyRunner holding an untrained `family` policy at its defaults for the SO-101."""
+def make_runner(family: str, setting: str, device: str, seed: int = 0) -> PolicyHolder:
+    """A PolicyHolder holding an untrained `family` policy at its defaults for the SO-101."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose from {list(SETTINGS)}")
     torch.manual_seed(seed)
     config = make_config(family, state_dim=len(robot.JOINT_NAMES),
                          action_dim=len(robot.JOINT_NAMES), horizon=HORIZON,
                          joint_names=list(robot.JOINT_NAMES), **SETTINGS[setting])
-    runner = PolicyRunner(device)
+    runner = PolicyHolder(device)
     runner.policy = make_policy(config).to(runner.device).eval()
     runner.path = f"<untrained {family}>"
     return runner
@@ -124,7 +124,7 @@ def run(families: list[str] | None = None, settings: list[str] | None = None,
         "settings": {k: v or "state only" for k, v in SETTINGS.items() if k in settings},
         "weights": "untrained (random initialisation): latency does not depend on the weights' "
                    "values",
-        "measured": "PolicyRunner.sample(positions, images, num_samples), as the planner node "
+        "measured": "PolicyHolder.sample(positions, images, num_samples), as the planner node "
                     "calls it per observation, after warm-up calls; torch.cuda.synchronize() "
                     "before each reading on CUDA",
         **preset,

@@ -8,7 +8,7 @@ with a warning, because the rest of it is still a sensible plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,7 +26,8 @@ class ChunkResult:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A checked chunk: absolute times (K,) strictly increasing, positions (K, J) in config order."""
+    """A checked chunk: absolute times (K,) strictly increasing, positions (K, J) in config
+    order."""
 
     stamp: float
     times: np.ndarray
@@ -106,5 +107,6 @@ def clamp_warnings(config: ExecutorConfig, pos: np.ndarray) -> list[str]:
         if out.any():
             worst = col[out][np.argmax(np.abs(col[out] - np.clip(col[out], lower[j], upper[j])))]
             warnings.append(f"clamped {name}: {worst:.4f} rad is outside "
-                            f"[{lower[j]:.4f}, {upper[j]:.4f}] ({int(out.sum())} of {len(col)} points)")
+                            f"[{lower[j]:.4f}, {upper[j]:.4f}] "
+                            f"({int(out.sum())} of {len(col)} points)")
     return warnings

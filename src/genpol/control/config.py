@@ -38,7 +38,8 @@ class ExecutorConfig:
 
     def validate(self) -> None:
         if not (_finite(self.rate_hz) and self.rate_hz > 0):
-            raise ValueError(f"rate_hz must be a number > 0, got {self.rate_hz!r}; e.g. rate_hz: 50.0")
+            raise ValueError(
+                f"rate_hz must be a number > 0, got {self.rate_hz!r}; e.g. rate_hz: 50.0")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not (_finite(self.ensemble_m) and self.ensemble_m >= 0):
@@ -65,7 +66,8 @@ class ExecutorConfig:
             raise ValueError(f"joint_names lists {dupes} more than once; name each joint once")
 
         known = {j.name: j for j in robot.JOINTS}
-        for name, attr in (("lower", "lower"), ("upper", "upper"), ("max_velocity", "max_velocity")):
+        filled: dict[str, list[float]] = {}
+        for name in ("lower", "upper", "max_velocity"):
             values = getattr(self, name)
             if values is None:
                 unknown = [n for n in self.joint_names if n not in known]
@@ -74,21 +76,24 @@ class ExecutorConfig:
                         f"{name} not given and robot.py does not know joints {unknown}; "
                         f"give {name} explicitly (one value per joint_names entry) or use "
                         f"joint names from {list(robot.JOINT_NAMES)}")
-                values = [getattr(known[n], attr) for n in self.joint_names]
+                values = [getattr(known[n], name) for n in self.joint_names]
             values = [float(v) for v in values]
             if len(values) != len(self.joint_names):
                 raise ValueError(
                     f"{name} has {len(values)} values but joint_names has "
                     f"{len(self.joint_names)}; give one value per joint, in joint_names order")
-            bad = [n for n, v in zip(self.joint_names, values) if not _finite(v)]
+            bad = [n for n, v in zip(self.joint_names, values, strict=True) if not _finite(v)]
             if bad:
                 raise ValueError(f"{name} is NaN/inf for joints {bad}; give finite values")
             setattr(self, name, values)
+            filled[name] = values
 
-        bad = [n for n, lo, hi in zip(self.joint_names, self.lower, self.upper) if not lo < hi]
+        bad = [n for n, lo, hi in zip(self.joint_names, filled["lower"], filled["upper"],
+                                      strict=True) if not lo < hi]
         if bad:
             raise ValueError(f"lower must be < upper for every joint; not so for {bad}")
-        bad = [n for n, v in zip(self.joint_names, self.max_velocity) if not v > 0]
+        bad = [n for n, v in zip(self.joint_names, filled["max_velocity"], strict=True)
+               if not v > 0]
         if bad:
             raise ValueError(f"max_velocity must be > 0 rad/s for every joint; not so for {bad}")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -73,12 +73,6 @@ class ChunkExecutor:
             return len(self._chunks)
 
     @property
-    def last_commanded(self) -> np.ndarray | None:
-        """First point of the last command that came from chunks (None before the first)."""
-        with self._lock:
-            return None if self._commanded is None else self._commanded.copy()
-
-    @property
     def measured(self) -> np.ndarray | None:
         """Latest measured positions in config order, once every configured joint was seen."""
         with self._lock:
@@ -92,7 +86,7 @@ class ChunkExecutor:
         if pos.shape[0] != len(names):
             raise ValueError(f"set_measured got {pos.shape[0]} positions for {len(names)} names")
         index = {n: i for i, n in enumerate(self.config.joint_names)}
-        updates = [(index[str(n)], v) for n, v in zip(names, pos)
+        updates = [(index[str(n)], v) for n, v in zip(names, pos, strict=True)
                    if str(n) in index and np.isfinite(v)]
         with self._lock:
             for i, value in updates:
@@ -179,7 +173,7 @@ class ChunkExecutor:
         # jump: the box is widened to include it. Everything chunks ask for is inside the limits.
         outside = (start < self._lower) | (start > self._upper)
         if outside.any():
-            names = [n for n, o in zip(self.config.joint_names, outside) if o]
+            names = [n for n, o in zip(self.config.joint_names, outside, strict=True) if o]
             warnings.append(f"start position of {names} is outside the joint limits; "
                             "moving back inside at the speed limit")
         points = np.clip(points, np.minimum(self._lower, start), np.maximum(self._upper, start))
@@ -202,4 +196,5 @@ class ChunkExecutor:
         return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), "hold", warnings)
 
     def _unmeasured(self) -> list[str]:
-        return [n for n, v in zip(self.config.joint_names, self._measured) if not np.isfinite(v)]
+        return [n for n, v in zip(self.config.joint_names, self._measured, strict=True)
+                if not np.isfinite(v)]

@@ -1,6 +1,6 @@
 """Time alignment: one recorded episode's topic streams -> frames at a fixed rate.
 
-Pure functions over the recording API's Episode (genpol.recording.bag): `topics` maps a topic to
+Pure functions over the recording API's BagEpisode (genpol.recording.bag): `topics` maps a topic to
 TopicData(msgtype, stamps_ns, messages) with deserialised ROS messages. No ROS imports here.
 
 For frame times t_k = t_0 + k / fps:

@@ -6,7 +6,6 @@ keeps time, fills messages and logs once per change of the capture's state.
 
 from __future__ import annotations
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -14,32 +13,24 @@ from std_msgs.msg import Header
 from genpol.camera.capture import (ENDED, STREAMING, Capture, CaptureConfig, CaptureStatus,
                                    parse_source)
 from genpol.camera.image import camera_info_fields, camera_info_topic
+from genpol.nodes import params
 from genpol.nodes.messages import IMAGE_QOS, image_msgs
-from genpol.nodes.runner import run_node
+from genpol.nodes.spin import run_node
+from genpol.parameters import CAMERA
 
 
 class CameraNode(Node):
     def __init__(self, **kwargs):
         super().__init__("camera", **kwargs)
-        d = CaptureConfig()
-        loose = ParameterDescriptor(dynamic_typing=True)  # `source:=0` and `fps:=30` both work
-        self.declare_parameter("source", str(d.source), loose)
-        self.declare_parameter("width", d.width)
-        self.declare_parameter("height", d.height)
-        self.declare_parameter("fps", d.fps, loose)
-        self.declare_parameter("loop_video", d.loop_video)
-        self.declare_parameter("frame_id", "camera")
-        self.declare_parameter("fov_deg", 60.0, loose)
-        self.declare_parameter("topic", "/camera/image_raw")
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
-
+        params.declare(self, CAMERA)
+        p = params.values(self, CAMERA)
         self.config = CaptureConfig(
-            source=parse_source(str(get("source"))), width=int(get("width")),
-            height=int(get("height")), fps=float(get("fps")), loop_video=bool(get("loop_video")))
-        self.frame_id = str(get("frame_id"))
+            source=parse_source(str(p["source"])), width=p["width"], height=p["height"],
+            fps=float(p["fps"]), loop_video=p["loop_video"])
+        self.frame_id = p["frame_id"]
         self.info_fields = camera_info_fields(self.config.width, self.config.height,
-                                              float(get("fov_deg")))
-        topic = str(get("topic"))
+                                              float(p["fov_deg"]))
+        topic = p["topic"]
         self.capture = Capture(self.config)
         self.image_pub = self.create_publisher(Image, topic, IMAGE_QOS)
         self.info_pub = self.create_publisher(CameraInfo, camera_info_topic(topic), IMAGE_QOS)

@@ -19,8 +19,8 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -28,12 +28,12 @@ from visualization_msgs.msg import Marker
 
 from genpol import robot
 from genpol.control import ChunkExecutor, ExecutorConfig
+from genpol.nodes import params
 from genpol.nodes.markers import executed_path_marker
 from genpol.nodes.messages import duration_msg, duration_s, stamp_s, trajectory_msg
-from genpol.nodes.runner import run_node
+from genpol.nodes.spin import run_node
+from genpol.parameters import EXECUTOR, controller_topic_param
 
-
-TICK_SOURCES = ("thread", "timer")
 #: threads of the rclpy executor that runs the subscriptions (and the timer, tick_source timer).
 #: One: the tick has its own thread, the callbacks share one mutually exclusive group anyway, and
 #: a MultiThreadedExecutor's pool costs several times the CPU and holds the interpreter lock
@@ -44,36 +44,26 @@ SPIN_THREADS = 1
 class ExecutorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("executor", **kwargs)
-        p = {
-            "rate_hz": 50.0, "mode": "ensemble", "ensemble_m": 0.01, "max_chunk_age_s": 1.0,
-            "lookahead_points": 5, "velocity_scale": 1.0,
-            "chunk_topic": "/genpol/action_chunk", "state_topic": "/joint_states",
-            "arm_topic": "/arm_controller/joint_trajectory",
-            "gripper_topic": "/gripper_controller/joint_trajectory",
-            "tick_source": "thread", "tick_priority": 0, "tick_spin_s": 0.0,
-            "path_topic": "/genpol/executed_path", "path_seconds": 3.0, "frame_id": "base_link",
-        }
-        for name, default in p.items():
-            self.declare_parameter(name, default)
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
+        params.declare(self, EXECUTOR, self._check)
+        p = params.values(self, EXECUTOR)
         self.config = ExecutorConfig(
-            rate_hz=float(get("rate_hz")), mode=get("mode"), ensemble_m=float(get("ensemble_m")),
-            max_chunk_age_s=float(get("max_chunk_age_s")),
-            lookahead_points=int(get("lookahead_points")),
-            velocity_scale=float(get("velocity_scale")))
+            rate_hz=p["rate_hz"], mode=p["mode"], ensemble_m=p["ensemble_m"],
+            max_chunk_age_s=p["max_chunk_age_s"], lookahead_points=p["lookahead_points"],
+            velocity_scale=p["velocity_scale"])
         self.core = ChunkExecutor(self.config)
-        self.arm_pub = self.create_publisher(JointTrajectory, get("arm_topic"), 10)
-        self.gripper_pub = self.create_publisher(JointTrajectory, get("gripper_topic"), 10)
-        self.create_subscription(JointTrajectory, get("chunk_topic"), self._on_chunk, 10)
-        self.create_subscription(JointState, get("state_topic"), self._on_state, 10)
-        self.arm_idx = [self.config.joint_names.index(j) for j in robot.ARM_JOINTS]
-        self.grip_idx = [self.config.joint_names.index(robot.GRIPPER_JOINT)]
+        #: controller -> (its publisher, the columns of its joints in config.joint_names)
+        self.controllers = {
+            name: (self.create_publisher(JointTrajectory, p[controller_topic_param(name)], 10),
+                   [self.config.joint_names.index(j) for j in joints])
+            for name, joints in robot.CONTROLLERS.items()}
+        self.create_subscription(JointTrajectory, p["chunk_topic"], self._on_chunk, 10)
+        self.create_subscription(JointState, p["state_topic"], self._on_state, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         # The commanded path for RViz: the tick appends, a 10 Hz timer on the executor draws.
-        self.path_pub = self.create_publisher(Marker, get("path_topic"), 5)
-        self.frame_id = str(get("frame_id"))
+        self.path_pub = self.create_publisher(Marker, p["path_topic"], 5)
+        self.frame_id = p["frame_id"]
         self._path: collections.deque[np.ndarray] = collections.deque(
-            maxlen=max(2, int(float(get("path_seconds")) * self.config.rate_hz)))
+            maxlen=max(2, int(p["path_seconds"] * self.config.rate_hz)))
         self.create_timer(0.1, self._publish_path)
         self.ticks = 0
         self.chunks_received = 0
@@ -82,20 +72,14 @@ class ExecutorNode(Node):
         #: monotonic start time of every tick, when record_tick_times() asked for it
         self.tick_times: collections.deque[float] | None = None
 
-        self.tick_source = str(get("tick_source"))
-        if self.tick_source not in TICK_SOURCES:
-            raise ValueError(f"executor: tick_source must be one of {list(TICK_SOURCES)}, "
-                             f"got {self.tick_source!r}")
+        self.tick_source = p["tick_source"]
         if self.tick_source == "thread" and self.get_parameter("use_sim_time").value:
             self.get_logger().info("use_sim_time: ticking on the ROS timer, which follows "
                                    "simulated time")
             self.tick_source = "timer"
-        self.tick_priority = int(get("tick_priority"))
+        self.tick_priority = p["tick_priority"]
         self.tick_realtime = False  # True once the tick thread runs under SCHED_FIFO
-        self.tick_spin_s = float(get("tick_spin_s"))
-        if not 0.0 <= self.tick_spin_s <= 0.5 * self.config.dt:
-            raise ValueError(f"executor: tick_spin_s must be in [0, {0.5 * self.config.dt:g}] s, "
-                             f"got {self.tick_spin_s!r}")
+        self.tick_spin_s = p["tick_spin_s"]
         self.timer = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,6 +92,14 @@ class ExecutorNode(Node):
         self.get_logger().info(
             f"executor: {self.config.mode} at {self.config.rate_hz:g} Hz "
             f"({self.tick_source} ticks), {self.config.lookahead_points} points per command")
+
+    def _check(self, p: Parameter) -> str:
+        """A busy-wait of more than half a tick would leave the other threads no time."""
+        if p.name == "tick_spin_s":
+            half_tick = 0.5 / self.get_parameter("rate_hz").value
+            if p.value > half_tick:
+                return f"tick_spin_s must be in [0, {half_tick:g}] s (half a tick), got {p.value!r}"
+        return ""
 
     def record_tick_times(self, maxlen: int = 1 << 20) -> collections.deque:
         """Keep the monotonic start time of each tick from now on (the last maxlen of them)."""
@@ -207,10 +199,9 @@ class ExecutorNode(Node):
             return  # nothing measured or commanded yet: publish nothing rather than guess
         durations = [duration_msg(t) for t in cmd.times]
         # stamp 0: the controller starts the trajectory on receipt, replacing the old one.
-        self.arm_pub.publish(trajectory_msg(robot.ARM_JOINTS, durations,
-                                            cmd.positions[:, self.arm_idx]))
-        self.gripper_pub.publish(trajectory_msg((robot.GRIPPER_JOINT,), durations,
-                                                cmd.positions[:, self.grip_idx]))
+        for name, (publisher, columns) in self.controllers.items():
+            publisher.publish(trajectory_msg(robot.CONTROLLERS[name], durations,
+                                             cmd.positions[:, columns]))
         self.commands_published += 1
         self._path.append(cmd.positions[0])
 

@@ -4,7 +4,7 @@ so a person sees which modes the policy is choosing between."""
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time

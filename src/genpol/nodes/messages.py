@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import array
-from typing import Sequence
+import math
+from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -25,9 +26,17 @@ def stamp_s(stamp: Time) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def _sec_nanosec(seconds: float) -> tuple[int, int]:
+    """(sec, nanosec) through integer nanoseconds: a fraction that rounds up to a whole second
+    carries into sec (12.9999999998 is 13 s 0 ns, not 12 s 0 ns)."""
+    sec = math.floor(seconds)
+    # Only the fraction is scaled: seconds * 1e9 of an epoch time would lose precision.
+    return divmod(sec * 1_000_000_000 + round((seconds - sec) * 1e9), 1_000_000_000)
+
+
 def time_msg(seconds: float) -> Time:
-    sec = int(np.floor(seconds))
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+    sec, nanosec = _sec_nanosec(seconds)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def duration_s(d: Duration) -> float:
@@ -35,8 +44,8 @@ def duration_s(d: Duration) -> float:
 
 
 def duration_msg(seconds: float) -> Duration:
-    sec = int(np.floor(seconds))
-    return Duration(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+    sec, nanosec = _sec_nanosec(seconds)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def trajectory_msg(joint_names: Sequence[str], durations: Sequence[Duration],
@@ -46,7 +55,7 @@ def trajectory_msg(joint_names: Sequence[str], durations: Sequence[Duration],
         msg.header.stamp = stamp
     msg.joint_names = list(joint_names)
     msg.points = [JointTrajectoryPoint(positions=[float(v) for v in row], time_from_start=d)
-                  for row, d in zip(positions, durations)]
+                  for row, d in zip(positions, durations, strict=True)]
     return msg
 
 

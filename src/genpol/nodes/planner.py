@@ -13,38 +13,33 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from genpol.camera.image import from_image_fields
+from genpol.control.selection import ChunkSelector
+from genpol.nodes import params
 from genpol.nodes.markers import chunk_markers
 from genpol.nodes.messages import duration_msg, stamp_s, time_msg, trajectory_msg
-from genpol.nodes.runner import run_node
-from genpol.planning import SELECTIONS, ChunkSelector, PolicyRunner, check_checkpoint
+from genpol.nodes.spin import run_node
+from genpol.parameters import PLANNER
+from genpol.planning import SUPERSEDED, PolicyHolder, check_checkpoint
 
 
 class PlannerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("planner", **kwargs)
-        defaults = {
-            "policy_path": "", "device": "auto", "cpu_threads": 1, "num_samples": 8,
-            "inference_rate_hz": 10.0,
-            "max_observation_age_s": 0.5, "state_topic": "/joint_states",
-            "camera_topics": ["front=/camera/image_raw", "wrist=/wrist_camera/image_raw"],
-            "chunk_topic": "/genpol/action_chunk", "marker_topic": "/genpol/chunk_markers",
-            "frame_id": "base_link", "selection": "consistent",
-        }
-        for name, default in defaults.items():
-            self.declare_parameter(name, default)
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.runner = PolicyRunner(get("device"), int(get("cpu_threads")))
-        self.num_samples = int(get("num_samples"))
-        self.rate_hz = float(get("inference_rate_hz"))
-        self.max_age = float(get("max_observation_age_s"))
-        self.frame_id = get("frame_id")
-        self.selector = ChunkSelector(get("selection"))
+        params.declare(self, PLANNER)
+        p = params.values(self, PLANNER)
+        self.holder = PolicyHolder(p["device"], p["cpu_threads"])
+        self.num_samples = p["num_samples"]
+        self.rate_hz = p["inference_rate_hz"]
+        self.max_age = p["max_observation_age_s"]
+        self.frame_id = p["frame_id"]
+        self.selector = ChunkSelector(p["selection"])
         self._lock = threading.Lock()
         self._state: tuple[float, dict[str, float]] | None = None
         self._images: dict[str, np.ndarray] = {}
@@ -52,66 +47,54 @@ class PlannerNode(Node):
         self._reset_time = -1.0
         self.chunks_published = 0
 
-        self.chunk_pub = self.create_publisher(JointTrajectory, get("chunk_topic"), 10)
-        self.marker_pub = self.create_publisher(MarkerArray, get("marker_topic"), 10)
-        self.create_subscription(JointState, get("state_topic"), self._on_state, 10)
-        for entry in get("camera_topics"):
+        self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], 10)
+        self.marker_pub = self.create_publisher(MarkerArray, p["marker_topic"], 10)
+        self.create_subscription(JointState, p["state_topic"], self._on_state, 10)
+        for entry in p["camera_topics"]:
             cam, _, topic = entry.partition("=")
             self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), 2)
 
-        path = get("policy_path")
+        path = p["policy_path"]
         if path:
             reason = check_checkpoint(path)
             if reason:
                 self.get_logger().error(f"policy_path refused: {reason}")
             else:
-                self.runner.load(path)
+                self.holder.load(path)
                 self._log_policy()
         else:
             self.get_logger().info("no policy yet: set one with "
                                    "`ros2 param set /planner policy_path <checkpoint dir>`")
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._check_policy_path)
+        self.add_post_set_parameters_callback(self._apply)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
 
     # ---- parameters ---------------------------------------------------------------------------
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        for p in params:
-            if p.name == "policy_path":
-                reason = check_checkpoint(p.value)
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
-            elif p.name == "num_samples" and not (isinstance(p.value, int) and p.value > 0):
-                return SetParametersResult(successful=False,
-                                           reason="num_samples must be a positive integer")
-            elif p.name == "inference_rate_hz" and not (
-                    isinstance(p.value, (int, float)) and p.value >= 0):
-                return SetParametersResult(successful=False,
-                                           reason="inference_rate_hz must be >= 0 (0: no limit)")
-            elif p.name == "selection" and p.value not in SELECTIONS:
-                return SetParametersResult(successful=False,
-                                           reason=f"selection must be one of {list(SELECTIONS)}")
-            elif p.name in ("device", "cpu_threads", "state_topic", "camera_topics",
-                            "chunk_topic",
-                            "marker_topic"):
-                return SetParametersResult(successful=False,
-                                           reason=f"{p.name} is read at start-up; restart the "
-                                                  "planner to change it")
-        for p in params:  # every value is valid: apply them
+    def _check_policy_path(self, changed: list[Parameter]) -> SetParametersResult:
+        """A new policy_path is checked (cheaply) before it is accepted. Registered after
+        start-up: an empty or bad start-up path is logged and the planner waits for a good one."""
+        for p in changed:
+            reason = check_checkpoint(p.value) if p.name == "policy_path" else ""
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply(self, changed: list[Parameter]) -> None:
+        for p in changed:
             if p.name == "policy_path":
                 self.get_logger().info(f"loading policy {p.value} ...")
-                self.runner.load_in_background(p.value, self._on_loaded)
+                self.holder.load_in_background(p.value, self._on_loaded)
             elif p.name == "num_samples":
                 self.num_samples = p.value
             elif p.name == "inference_rate_hz":
-                self.rate_hz = float(p.value)
+                self.rate_hz = p.value
             elif p.name == "max_observation_age_s":
-                self.max_age = float(p.value)
+                self.max_age = p.value
             elif p.name == "selection":
                 self.selector = ChunkSelector(p.value)
-        return SetParametersResult(successful=True)
 
     def _on_reset(self, request, response):
         """A new episode: forget observations, and the mode the last chunks committed to."""
@@ -124,24 +107,27 @@ class PlannerNode(Node):
         return response
 
     def _on_loaded(self, path: str, error: str) -> None:
-        if error:
+        if error == SUPERSEDED:
+            self.get_logger().info(f"policy {path} loaded but not switched in: {error}")
+        elif error:
             self.get_logger().error(f"could not load {path}: {error}; the previous policy "
-                                    f"({self.runner.path or 'none'}) keeps running")
+                                    f"({self.holder.path or 'none'}) keeps running")
         else:
             self._log_policy()
 
     def _log_policy(self) -> None:
-        cfg = self.runner.policy.config
+        cfg = self.holder.policy.config
         self.get_logger().info(
-            f"policy {self.runner.path}: {cfg.family}, chunk {cfg.horizon} x {cfg.action_dim} at "
-            f"{cfg.fps:g} Hz, cameras {cfg.cameras or 'none'}, on {self.runner.device}")
+            f"policy {self.holder.path}: {cfg.family}, chunk {cfg.horizon} x {cfg.action_dim} at "
+            f"{cfg.fps:g} Hz, cameras {cfg.cameras or 'none'}, on {self.holder.device}")
 
     # ---- observations -------------------------------------------------------------------------
     def _on_state(self, msg: JointState) -> None:
         if len(msg.name) != len(msg.position):
             return
         with self._lock:
-            self._state = (stamp_s(msg.header.stamp), dict(zip(msg.name, msg.position)))
+            self._state = (stamp_s(msg.header.stamp),
+                           dict(zip(msg.name, msg.position, strict=True)))
 
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
@@ -173,14 +159,14 @@ class PlannerNode(Node):
     def _plan_once(self) -> bool:
         with self._lock:
             state, images = self._state, dict(self._images)
-        if state is None or self.runner.policy is None:
+        if state is None or self.holder.policy is None:
             return False
         stamp, positions = state
         now = self.get_clock().now().nanoseconds * 1e-9
         if stamp <= self._last_planned_stamp or now - stamp > self.max_age:
             return False  # nothing new, or too old to plan on
         try:
-            policy, chunks = self.runner.sample(positions, images, self.num_samples)
+            policy, chunks = self.holder.sample(positions, images, self.num_samples)
         except ValueError as exc:
             self.get_logger().warning(f"not planning: {exc}", throttle_duration_sec=2.0)
             return False

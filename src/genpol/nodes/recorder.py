@@ -27,28 +27,21 @@ import importlib
 import json
 import time
 
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from genpol import robot
-from genpol.nodes.runner import run_node
+from genpol.nodes import params
+from genpol.nodes.spin import run_node
+from genpol.parameters import EPISODE_PARAMS, RECORDER
 from genpol.recording.recorder import EpisodeRecorder, RecordingError
 from genpol.recording.writer import INFINITE, TopicInfo
 
-DEFAULT_TOPICS = ["/camera/image_raw", "/wrist_camera/image_raw", "/joint_states",
-                  "/leader/joint_states"]
-DEFAULT_TYPES = ["/camera/image_raw:sensor_msgs/msg/Image",
-                 "/wrist_camera/image_raw:sensor_msgs/msg/Image",
-                 "/joint_states:sensor_msgs/msg/JointState",
-                 "/leader/joint_states:sensor_msgs/msg/JointState"]
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-EPISODE_PARAMS = ("episode_success", "episode_notes", "episode_mode", "episode_extra")
 
 
 def _duration(d) -> dict[str, int]:
@@ -87,6 +80,25 @@ def parse_success(value) -> bool | None:
     raise ValueError(f"episode_success must be true, false or empty, got {value!r}")
 
 
+def _check(p: Parameter) -> str:
+    """The recorder's own checks of a new value: empty if fine, else why not."""
+    try:
+        if p.name == "episode_success":
+            parse_success(p.value)
+        elif p.name == "episode_extra" and p.value not in ("", None):
+            if not isinstance(json.loads(p.value), dict):
+                raise ValueError("episode_extra must be a JSON object")
+        elif p.name == "topic_types":
+            for entry in p.value:
+                _, sep, msgtype = entry.partition(":")
+                if not sep or msgtype.count("/") != 2:
+                    raise ValueError(f"topic_types entries look like '/topic:pkg/msg/Type', "
+                                     f"got {entry!r}")
+    except (ValueError, TypeError) as exc:  # json errors are ValueErrors
+        return str(exc)
+    return ""
+
+
 class _Subscribed:
     def __init__(self, info: TopicInfo, subscription, request: tuple[bool, bool]):
         self.info, self.subscription, self.request = info, subscription, request
@@ -100,68 +112,33 @@ class _Subscribed:
 class RecorderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("recorder", **kwargs)
-        defaults = {
-            "dataset_dir": "~/genpol_data/demos", "topics": DEFAULT_TOPICS,
-            "topic_types": DEFAULT_TYPES, "task": "", "fps": 30.0,
-            "joint_names": list(robot.JOINT_NAMES), "backend": "auto", "compression": "none",
-            "flush_period_s": 0.5, "discovery_period_s": 1.0, "min_free_mb": 200.0,
-            "queue_depth": 50, "mode_topic": "/leader/mode", "status_period_s": 1.0,
-        }
-        for name, default in defaults.items():
-            self.declare_parameter(name, default)
-        dynamic = ParameterDescriptor(dynamic_typing=True)
-        for name in EPISODE_PARAMS:
-            self.declare_parameter(name, "", dynamic)
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.topics = [t for t in get("topics") if t]
-        self.fallback_types: dict[str, str] = {}
-        for entry in get("topic_types"):
-            topic, sep, msgtype = entry.partition(":")
-            if not sep or msgtype.count("/") != 2:
-                raise ValueError(f"recorder: topic_types entries look like "
-                                 f"'/topic:pkg/msg/Type', got {entry!r}")
-            self.fallback_types[topic] = msgtype
-        self.core = EpisodeRecorder(get("dataset_dir"), backend=get("backend"),
-                                    flush_period_s=float(get("flush_period_s")),
-                                    min_free_mb=float(get("min_free_mb")),
-                                    compression=get("compression"))
-        self.queue_depth = int(get("queue_depth"))
+        params.declare(self, RECORDER, _check)
+        p = params.values(self, RECORDER)
+        self.topics = [t for t in p["topics"] if t]
+        self.fallback_types = {topic: msgtype for topic, _, msgtype in
+                               (entry.partition(":") for entry in p["topic_types"])}
+        self.core = EpisodeRecorder(p["dataset_dir"], backend=p["backend"],
+                                    flush_period_s=p["flush_period_s"],
+                                    min_free_mb=p["min_free_mb"], compression=p["compression"])
+        self.queue_depth = p["queue_depth"]
         self._subs: dict[str, _Subscribed] = {}
         self._warned: set[str] = set()
         self._reported_error: str | None = None
         self.mode: str | None = None
 
-        self.add_on_set_parameters_callback(self._check_parameters)
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
-        self.create_subscription(String, get("mode_topic"), self._on_mode, LATCHED)
+        self.create_subscription(String, p["mode_topic"], self._on_mode, LATCHED)
         self.create_service(Trigger, "~/start_episode", self._on_start)
         self.create_service(Trigger, "~/stop_episode", self._on_stop)
         self.create_service(Trigger, "~/discard_episode", self._on_discard)
         self._discover()
-        self.create_timer(float(get("discovery_period_s")), self._discover)
-        self.create_timer(float(get("flush_period_s")), self.core.flush)
-        self.create_timer(float(get("status_period_s")), self._publish_status)
+        self.create_timer(p["discovery_period_s"], self._discover)
+        self.create_timer(p["flush_period_s"], self.core.flush)
+        self.create_timer(p["status_period_s"], self._publish_status)
         self._publish_status()
         self.get_logger().info(
             f"recorder: {len(self.topics)} topics into {self.core.dataset_dir} "
             f"(flush every {self.core.flush_period_s:g} s); call ~/start_episode to record")
-
-    # ---- parameters ----------------------------------------------------------------------------
-    def _check_parameters(self, params) -> SetParametersResult:
-        for p in params:
-            try:
-                if p.name == "episode_success":
-                    parse_success(p.value)
-                elif p.name == "episode_extra" and p.value not in ("", None):
-                    if not isinstance(json.loads(p.value), dict):
-                        raise ValueError("episode_extra must be a JSON object")
-                elif p.name in ("dataset_dir", "topics", "topic_types", "backend",
-                                "compression", "flush_period_s", "queue_depth", "mode_topic"):
-                    return SetParametersResult(successful=False, reason=(
-                        f"{p.name} is read at start-up; restart the recorder to change it"))
-            except (ValueError, TypeError) as exc:  # json errors are ValueErrors
-                return SetParametersResult(successful=False, reason=str(exc))
-        return SetParametersResult(successful=True)
 
     # ---- topics --------------------------------------------------------------------------------
     def _warn_once(self, key: str, text: str) -> None:
@@ -240,12 +217,12 @@ class RecorderNode(Node):
                 self._warn_once(f"def:{topic}", f"{topic} is not recorded: {problem}")
                 return
         source = msg_info.get("source_timestamp") if isinstance(msg_info, dict) else None
-        if not self.core.write(topic, stamp, data, source) and self.core.error:
-            if self.core.error != self._reported_error:
-                self._reported_error = self.core.error
-                self.get_logger().error(f"episode {self.core.episode_index}: "
-                                        f"{self.core.error}; recording stopped")
-                self._publish_status()
+        if (not self.core.write(topic, stamp, data, source) and self.core.error
+                and self.core.error != self._reported_error):
+            self._reported_error = self.core.error
+            self.get_logger().error(f"episode {self.core.episode_index}: "
+                                    f"{self.core.error}; recording stopped")
+            self._publish_status()
 
     def _on_mode(self, msg: String) -> None:
         self.mode = msg.data.strip() or None

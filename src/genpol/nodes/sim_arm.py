@@ -18,19 +18,19 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from genpol import robot
+from genpol import robot, topics
 from genpol.camera.image import camera_info_fields, camera_info_topic
+from genpol.nodes import params
 from genpol.nodes.messages import IMAGE_QOS, duration_s, image_msgs, stamp_s
-from genpol.nodes.runner import run_node
+from genpol.nodes.spin import run_node
+from genpol.parameters import SIM_ARM
 from genpol.sim import gl, scene, tasks  # noqa: F401  (gl first: it picks MuJoCo's backend)
 from genpol.sim.arm import ArmSim
 from genpol.sim.trajectory import TrajectoryFollower
 
 #: camera name in the scene -> image topic (and its camera_info beside it)
-CAMERA_TOPICS = {scene.FRONT_CAMERA: "/camera/image_raw",
-                 scene.WRIST_CAMERA: "/wrist_camera/image_raw"}
-#: controller name -> joints, as in config/controllers.yaml
-CONTROLLERS = robot.CONTROLLERS
+CAMERA_TOPICS = {scene.FRONT_CAMERA: topics.CAMERA_IMAGE,
+                 scene.WRIST_CAMERA: topics.WRIST_CAMERA_IMAGE}
 #: the most physics one tick may catch up: beyond this the sim slows down rather than stalls
 MAX_STEP_S = 0.05
 
@@ -38,55 +38,38 @@ MAX_STEP_S = 0.05
 class SimArmNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_arm", **kwargs)
-        defaults = {
-            "task": tasks.REACH_AROUND, "seed": 0, "scene_seed": -1, "episodes_per_start": 1,
-            "joint_state_rate_hz": 100.0,
-            "camera_rate_hz": 10.0, "camera_width": 96, "camera_height": 96,
-            "cameras": list(scene.CAMERAS), "reset_guard_s": 0.5, "reset_guard_rad": 0.15,
-        }
-        for name, default in defaults.items():
-            self.declare_parameter(name, default)
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.task_name = str(get("task"))
-        if self.task_name not in tasks.TASKS:
-            raise ValueError(f"sim_arm: task must be one of {list(tasks.TASKS)}, "
-                             f"got {self.task_name!r}")
-        self.seed = int(get("seed"))
-        self.scene_seed = int(get("scene_seed"))  # -1: each episode draws its own layout
+        params.declare(self, SIM_ARM)
+        p = params.values(self, SIM_ARM)
+        self.task_name = p["task"]
+        self.seed = p["seed"]
+        self.scene_seed = p["scene_seed"]  # -1: each episode draws its own layout
         # > 1: consecutive episodes share a start pose, so demonstrations can show each mode
         # from the same state (what makes p(action | state) multimodal in the data)
-        self.episodes_per_start = int(get("episodes_per_start"))
-        if self.episodes_per_start < 1:
-            raise ValueError(f"sim_arm: episodes_per_start must be >= 1, got "
-                             f"{self.episodes_per_start}")
-        self.size = (int(get("camera_width")), int(get("camera_height")))
+        self.episodes_per_start = p["episodes_per_start"]
+        self.size = (p["camera_width"], p["camera_height"])
         # A reset teleports the arm, but the command stream (the executor) learns of it only
         # after its own reset, a few ms later: what it sends meanwhile was computed for the old
         # episode and would yank the arm off its new start. For reset_guard_s after a reset, a
         # trajectory whose first point is more than reset_guard_rad from the start pose is
         # ignored; the first one that starts near it (or the end of the guard) ends the guard.
-        self.reset_guard_s = float(get("reset_guard_s"))
-        self.reset_guard_rad = float(get("reset_guard_rad"))
+        self.reset_guard_s = p["reset_guard_s"]
+        self.reset_guard_rad = p["reset_guard_rad"]
         self._guard_until: dict[str, float] = {}
         self.ignored_after_reset = 0
-        cameras = list(get("cameras"))
-        unknown = [c for c in cameras if c not in CAMERA_TOPICS]
-        if unknown:
-            raise ValueError(f"sim_arm: unknown cameras {unknown}; choose from "
-                             f"{list(CAMERA_TOPICS)}")
+        cameras = list(p["cameras"])
 
         self.sim = ArmSim()
         self.followers = {name: TrajectoryFollower(joints) for name, joints in
-                          CONTROLLERS.items()}
+                          robot.CONTROLLERS.items()}
         self._columns = {name: [robot.JOINT_NAMES.index(j) for j in joints]
-                         for name, joints in CONTROLLERS.items()}
+                         for name, joints in robot.CONTROLLERS.items()}
         self.episode = 0
         self._reset_scene()
         self.rejected = 0
 
-        self.state_pub = self.create_publisher(JointState, "/joint_states", 10)
-        for name in CONTROLLERS:
-            self.create_subscription(JointTrajectory, f"/{name}/joint_trajectory",
+        self.state_pub = self.create_publisher(JointState, topics.JOINT_STATES, 10)
+        for name in robot.CONTROLLERS:
+            self.create_subscription(JointTrajectory, topics.controller_command(name),
                                      lambda msg, n=name: self._on_trajectory(n, msg), 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         # Episode status for evaluation and recording: JSON, so tools need no custom message.
@@ -94,7 +77,7 @@ class SimArmNode(Node):
         self.create_timer(0.1, self._publish_status)
 
         self.cameras = {}
-        camera_rate = float(get("camera_rate_hz"))
+        camera_rate = p["camera_rate_hz"]
         if camera_rate > 0 and cameras:
             if gl.backend is None:
                 self.get_logger().error(f"sim_arm: no camera frames: {gl.problem}")
@@ -110,10 +93,10 @@ class SimArmNode(Node):
                     self.sim.render(cam, *self.size)
                 self.create_timer(1.0 / camera_rate, self._publish_frames)
         self._last_wall: float | None = None  # physics starts with the first tick
-        self.create_timer(1.0 / float(get("joint_state_rate_hz")), self._tick)
+        self.create_timer(1.0 / p["joint_state_rate_hz"], self._tick)
         self.get_logger().info(
             f"sim_arm: {self.task_name} seed {self.seed}, physics at {1 / self.sim.timestep:g} Hz, "
-            f"joint states at {get('joint_state_rate_hz'):g} Hz, cameras {list(self.cameras)} "
+            f"joint states at {p['joint_state_rate_hz']:g} Hz, cameras {list(self.cameras)} "
             f"at {camera_rate:g} Hz ({self.size[0]}x{self.size[1]}, {gl.backend})")
 
     def _now(self) -> float:
@@ -132,7 +115,8 @@ class SimArmNode(Node):
         inst = self._reset_scene()
         self._last_wall = None
         if self.reset_guard_s > 0:
-            self._guard_until = {name: self._now() + self.reset_guard_s for name in CONTROLLERS}
+            until = self._now() + self.reset_guard_s
+            self._guard_until = dict.fromkeys(robot.CONTROLLERS, until)
         self._publish_status()
         response.success = True
         response.message = f"{self.task_name} episode {self.episode} (seed {inst.seed})"
@@ -169,8 +153,10 @@ class SimArmNode(Node):
         if until is None:
             return True
         hold = dict(zip(self.followers[controller].joint_names,
-                        self.sim.joint_positions()[self._columns[controller]]))
-        first = dict(zip(msg.joint_names, msg.points[0].positions)) if msg.points else {}
+                        self.sim.joint_positions()[self._columns[controller]], strict=True))
+        # strict=False: a malformed message is the follower's to refuse, after this check
+        first = (dict(zip(msg.joint_names, msg.points[0].positions, strict=False))
+                 if msg.points else {})
         far = any(abs(v - hold[n]) > self.reset_guard_rad for n, v in first.items() if n in hold)
         if far and now < until:
             self.ignored_after_reset += 1

@@ -27,46 +27,38 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from genpol import robot
-from genpol.nodes.runner import run_node
+from genpol.nodes import params
+from genpol.nodes.spin import run_node
+from genpol.parameters import SIM_LEADER
 from genpol.sim import tasks
 
 LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-MODE_CHOICES = ("random", "alternate")
 
 
 class SimLeaderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_leader", **kwargs)
-        defaults = {"mode": "random", "seed": 0, "rate_hz": tasks.RATE_HZ,
-                    "status_topic": "/sim_arm/episode", "leader_topic": "/leader/joint_states",
-                    "mode_topic": "/leader/mode", "wait_for_start": False,
-                    "start_delay_s": 1.0}
-        for name, default in defaults.items():
-            self.declare_parameter(name, default)
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.mode_choice = str(get("mode"))
-        known = {m for ms in tasks.MODES.values() for m in ms}
-        if self.mode_choice not in MODE_CHOICES and self.mode_choice not in known:
-            raise ValueError(f"sim_leader: mode must be one of {list(MODE_CHOICES)} or a task "
-                             f"mode {sorted(known)}, got {self.mode_choice!r}")
-        self.rng = np.random.default_rng(int(get("seed")))
-        self.wait_for_start = bool(get("wait_for_start"))
-        self.start_delay_s = float(get("start_delay_s"))
+        params.declare(self, SIM_LEADER)
+        p = params.values(self, SIM_LEADER)
+        self.mode_choice = p["mode"]
+        self.rng = np.random.default_rng(p["seed"])
+        self.wait_for_start = p["wait_for_start"]
+        self.start_delay_s = p["start_delay_s"]
         self.episode: int | None = None
         self.plan: tasks.ExpertPlan | None = None
         self.plan_info: dict = {}
         self.t0: float | None = None  # when the plan starts playing (node clock, seconds)
 
-        self.leader_pub = self.create_publisher(JointState, get("leader_topic"), 10)
-        self.mode_pub = self.create_publisher(String, get("mode_topic"), LATCHED)
+        self.leader_pub = self.create_publisher(JointState, p["leader_topic"], 10)
+        self.mode_pub = self.create_publisher(String, p["mode_topic"], LATCHED)
         self.plan_pub = self.create_publisher(String, "~/plan", LATCHED)
-        self.create_subscription(String, get("status_topic"), self._on_status, 10)
+        self.create_subscription(String, p["status_topic"], self._on_status, 10)
         self.create_service(Trigger, "~/start", self._on_start)
-        self.create_timer(1.0 / float(get("rate_hz")), self._tick)
+        self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.get_logger().info(f"sim_leader: {self.mode_choice} modes, waiting for "
-                               f"{get('status_topic')}")
+                               f"{p['status_topic']}")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

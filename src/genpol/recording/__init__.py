@@ -4,6 +4,6 @@ recorder.EpisodeRecorder is the recorder node's core; bag.list_episodes / bag.re
 what the dataset builder reads. The layout on disk is described in episode.py.
 """
 
-from genpol.recording.bag import BagError, Episode, TopicData, list_episodes, read_episode
+from genpol.recording.bag import BagError, BagEpisode, TopicData, list_episodes, read_episode
 
-__all__ = ["BagError", "Episode", "TopicData", "list_episodes", "read_episode"]
+__all__ = ["BagEpisode", "BagError", "TopicData", "list_episodes", "read_episode"]

@@ -1,8 +1,8 @@
 """Reading recorded episodes: the API the dataset builder uses.
 
     list_episodes(dataset_dir) -> [bag_dir, ...]   sorted by index, discarded ones left out
-    read_episode(bag_dir) -> Episode(path, metadata, topics={topic: TopicData(msgtype,
-                                     stamps_ns, messages)})
+    read_episode(bag_dir) -> BagEpisode(path, metadata, topics={topic: TopicData(msgtype,
+                                        stamps_ns, messages)})
 
 The MCAP is read record by record with our own framing, so a bag whose recorder was killed (no
 metadata.yaml, no summary, a cut-off last record) reads up to its last complete record; its
@@ -46,7 +46,9 @@ class TopicData:
 
 
 @dataclass
-class Episode:
+class BagEpisode:
+    """One recorded episode as read back from its bag."""
+
     path: Path
     metadata: dict[str, Any]
     topics: dict[str, TopicData]
@@ -70,7 +72,7 @@ def list_episodes(dataset_dir: str | Path) -> list[Path]:
 
 
 def read_episode(bag_dir: str | Path, *, raw: bool = False,
-                 topics: list[str] | None = None) -> Episode:
+                 topics: list[str] | None = None) -> BagEpisode:
     """The episode recorded in bag_dir. raw=True also keeps each message's CDR bytes;
     topics restricts decoding to those topics."""
     bag_dir = Path(bag_dir)
@@ -124,7 +126,7 @@ def read_episode(bag_dir: str | Path, *, raw: bool = False,
                                f"({msgtype}) does not deserialise: {exc}") from None
         out[topic] = TopicData(msgtype, np.asarray(stamps, dtype=np.int64), messages,
                                list(datas) if raw else [])
-    return Episode(bag_dir, meta, out)
+    return BagEpisode(bag_dir, meta, out)
 
 
 def _status(meta: dict[str, Any], finished: bool) -> str:

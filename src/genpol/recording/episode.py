@@ -16,6 +16,7 @@ error (when status is failed) and recorder {backend, host, pid, flush_period_s}.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import re
@@ -59,8 +60,8 @@ def next_index(dataset_dir: Path) -> int:
 
 
 def wall_time(ns: int) -> str:
-    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat(
-        timespec="milliseconds")
+    utc = _dt.timezone.utc  # noqa: UP017  (datetime.UTC is 3.11; setup.py allows 3.10)
+    return _dt.datetime.fromtimestamp(ns / 1e9, utc).isoformat(timespec="milliseconds")
 
 
 def new_metadata(index: int, *, task: str, fps: float, joint_names: list[str],
@@ -88,10 +89,8 @@ def write_metadata(bag_dir: Path, metadata: dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, bag_dir / EPISODE_FILE)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     _fsync_dir(bag_dir)
 

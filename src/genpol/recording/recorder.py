@@ -10,11 +10,13 @@ and stop() answers with it; what was flushed before stays readable. Thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -235,10 +237,8 @@ class EpisodeRecorder:
         """Shutting down: finish an open episode as it stands (success unknown)."""
         with self._lock:
             if self._writer is not None:
-                try:
+                with contextlib.suppress(RecordingError):
                     self.stop(notes="recorder shut down while recording")
-                except RecordingError:
-                    pass
 
 
 def _custom_data(meta: dict[str, Any]) -> dict[str, str]:

@@ -17,6 +17,7 @@ way to flush them, which would lose seconds of data when the recorder is killed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import os
@@ -116,7 +117,7 @@ class McapBagWriter:
         self.file_name = f"{self.bag_dir.name}_0.mcap"
         self.path = self.bag_dir / self.file_name
         self.compression = compression
-        self._file = open(self.path, "xb")
+        self._file = open(self.path, "xb")  # noqa: SIM115  (closed by finish / abort)
         self._mcap = Writer(self._file, chunk_size=chunk_size,
                             compression=CompressionType[compression.upper()])
         from genpol import __version__ as version
@@ -206,14 +207,10 @@ class McapBagWriter:
 
     def abort(self) -> None:
         """Stop writing without finishing: what was flushed stays readable (bag.read_episode)."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._mcap.flush()
-        except (OSError, ValueError):
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self._file.close()
-        except OSError:
-            pass
 
 
 class Rosbag2PyWriter:

@@ -122,9 +122,6 @@ class ArmSim:
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._dadr].copy()
 
-    def position_targets(self) -> np.ndarray:
-        return self.data.ctrl[self._act].copy()
-
     def ee_position(self) -> np.ndarray:
         """Gripper tip (site gripper_tip) in the base frame; robot.forward_kinematics agrees."""
         return self.data.site_xpos[self._tip].copy()

@@ -11,19 +11,17 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 SCRIPT = textwrap.dedent("""
     import sys, time
     from rclpy.node import Node
-    from genpol.nodes import runner
+    from genpol.nodes import spin
 
-    runner.EXIT_GRACE_S = 1.0
+    spin.EXIT_GRACE_S = 1.0
     stuck = sys.argv[1] == "stuck"
 
     class Probe(Node):
         def __init__(self):
-            super().__init__("runner_probe")
+            super().__init__("spin_probe")
             # Idle: nothing ever arrives, so rcl_wait blocks without a timeout.
             if stuck:
                 self.create_timer(0.05, self.block)
@@ -33,7 +31,7 @@ SCRIPT = textwrap.dedent("""
             print("blocking", flush=True)
             time.sleep(3600)
 
-    runner.run_node(Probe)
+    spin.run_node(Probe)
 """)
 
 
