@@ -67,7 +67,8 @@ def _preset_text(path: Path | None) -> str:
 
 def make_data(task: ObstacleTask, demos: int, seed: int) -> ChunkData:
     episodes, _ = task.demonstrations(demos, seed)
-    return from_episodes(episodes, HORIZON, fps=10.0)
+    # The expert rests at the goal after its hold steps: the repeated last action is what it does.
+    return from_episodes(episodes, HORIZON, holds_at_end=True, fps=10.0)
 
 
 def rollout(policy: Policy, task: ObstacleTask, starts: np.ndarray, seed: int,
