@@ -61,6 +61,7 @@ def reach_policy(tmp_path_factory) -> ReachPolicy:
     that one layout; launch the graph with scene_seed:=0 and seeds in `seeds`."""
     import torch
 
+    from genpol import presets
     from genpol.sim import tasks
     from genpol.sim.demos import scripted_chunks
     from genpol.train import TrainConfig, config_for_data, train
@@ -71,10 +72,10 @@ def reach_policy(tmp_path_factory) -> ReachPolicy:
     try:
         data = scripted_chunks(tasks.REACH_AROUND, seeds=seeds, demos_per_seed=6,
                                scene_seed=scene_seed)
-        config = config_for_data("flow", data, hidden_dim=64, down_dims=[32, 64], num_steps=10)
+        config = config_for_data("flow", data, **presets.policy("flow"))
         out = tmp_path_factory.mktemp("policy") / "reach_flow"
-        train(config, data, TrainConfig(steps=2000, batch_size=64, lr=3e-3, device="cpu",
-                                        progress=False), out_dir=out)
+        train(config, data, TrainConfig(steps=2000, device="cpu", progress=False,
+                                        **presets.train("flow")), out_dir=out)
     finally:
         torch.set_num_threads(threads)
     return ReachPolicy(str(out), scene_seed, seeds)

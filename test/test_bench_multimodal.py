@@ -18,7 +18,7 @@ def test_demonstrations_are_safe_and_split_evenly():
     task = ObstacleTask()
     episodes, sides = task.demonstrations(40, seed=3)
     assert sorted(set(sides.tolist())) == [-1, 1] and (sides == -1).sum() == 20
-    for (states, actions), side in zip(episodes, sides):
+    for (states, actions), side in zip(episodes, sides, strict=True):
         path = np.vstack([states[:1], actions])
         assert not task.collides(path).any()
         assert task.side_of(path) == side

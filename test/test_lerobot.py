@@ -96,7 +96,7 @@ def test_round_trip_values_metadata_and_video(ours):
     ds = read_dataset(ours)
     assert ds.source == "genpol" and ds.fps == 10.0 and ds.joint_names == list(JOINT_NAMES)
     assert ds.cameras == ["front", "wrist"]
-    for want, got in zip(episodes(), ds.episodes):
+    for want, got in zip(episodes(), ds.episodes, strict=True):
         np.testing.assert_array_equal(got.state, want.state)
         np.testing.assert_array_equal(got.action, want.action)
         assert got.task == want.task and got.extras == want.extras
@@ -116,6 +116,7 @@ def test_chunks_stop_at_episode_ends_and_pad_with_the_last_action(ours):
         for k in range(t):
             want = ep.action[np.minimum(np.arange(k, k + 4), t - 1)]
             np.testing.assert_array_equal(data.action[start + k], want)
+            assert data.action_is_pad[start + k].tolist() == [k + j >= t for j in range(4)]
             np.testing.assert_array_equal(data.state[start + k], ep.state[k])
         # the image of each sample is the frame of its state (green channel = 20 * frame)
         green = data.images["front"][start:start + t, :, :, 1].mean(axis=(1, 2))
@@ -144,7 +145,7 @@ def test_files_roll_over_by_size_and_odd_sizes_keep_full_chroma(tmp_path):
     assert info["fps"] == 7.5
     assert info["features"]["observation.images.cam"]["info"]["video.pix_fmt"] == "yuv444p"
     ds = read_dataset(root)
-    for want, got in zip(eps, ds.episodes):
+    for want, got in zip(eps, ds.episodes, strict=True):
         np.testing.assert_array_equal(got.state, want.state)
         assert got.images["cam"].shape == want.images["cam"].shape
         # random noise is the worst case for a codec; still the same frames, in order
@@ -156,7 +157,7 @@ def test_default_horizon_and_cameras_match_the_rest_of_genpol():
     yaml = pytest.importorskip("yaml")
     from genpol.policies.config import PolicyConfig
 
-    assert DEFAULT_HORIZON == PolicyConfig.__dataclass_fields__["horizon"].default
+    assert PolicyConfig.__dataclass_fields__["horizon"].default == DEFAULT_HORIZON
     planner = yaml.safe_load((ROOT / "config/planner.yaml").read_text())
     topics = planner["planner"]["ros__parameters"]["camera_topics"]
     assert dict(t.split("=", 1) for t in topics) == DEFAULT_CAMERAS

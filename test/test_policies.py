@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from genpol import presets
 from genpol.policies import (CheckpointError, ConfigError, config_from_dict, families,
                              load_policy, make_config, make_policy, save_policy)
+from genpol.policies.families import FAMILIES, config_class, policy_class
 from genpol.policies.normalize import compute_stats
+from genpol.train import TrainConfig
 
 # Small enough for CPU tests; each family's own defaults are exercised in its own test file.
 TINY = {
@@ -40,6 +48,130 @@ def batch(cfg, b=4, seed=0):
 
 def test_every_family_is_registered():
     assert families() == ALL
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_the_family_table_reaches_policy_and_config_class(family):
+    assert config_class(family) is policy_class(family).config_class
+    assert config_class(family).family_name == family
+    assert isinstance(make_config(family), config_class(family))
+
+
+def test_the_mse_baseline_never_imports_diffusers():
+    code = ("import sys; from genpol.policies import make_config, make_policy; "
+            "make_policy(make_config('mse')); assert 'diffusers' not in sys.modules; "
+            "make_policy(make_config('diffusion')); assert 'diffusers' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+POLICIES_DIR = Path(__file__).resolve().parents[1] / "src" / "genpol" / "policies"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(POLICIES_DIR.parents[1]).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _policies_imports() -> dict[str, set[str]]:
+    """module -> the genpol.policies modules it imports anywhere in its body (function-local
+    imports included), plus the family table's lazy imports."""
+    modules = {_module_name(p): p for p in POLICIES_DIR.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:  # `from package import submodule` imports the module
+                    sub = f"{node.module}.{alias.name}"
+                    targets.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.ImportFrom):
+                raise AssertionError(f"{path}: use absolute imports (genpol.policies....)")
+        graph[name] = {t for t in targets if t in modules and t != name}
+    graph["genpol.policies.families"] |= {v.split(":")[0] for v in FAMILIES.values()}
+    return graph
+
+
+def test_policies_have_no_import_circle():
+    graph = _policies_imports()
+    assert "genpol.policies.config" in graph["genpol.policies.families"]
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = path[path.index(module):] + [module]
+            raise AssertionError(f"import circle in genpol.policies: {' -> '.join(cycle)}")
+        if module not in done:
+            for target in sorted(graph[module]):
+                visit(target, path + [module])
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_small_presets_build(family):
+    assert presets.families() == ALL
+    make_config(family, **presets.policy(family))
+    TrainConfig(**presets.train(family))
+
+
+def test_unknown_presets_are_refused():
+    with pytest.raises(presets.PresetError, match="no family 'dit'.*flow"):
+        presets.policy("dit")
+    with pytest.raises(presets.PresetError, match="no preset group 'huge'.*small"):
+        presets.group("huge")
+
+
+def padded_batch(cfg, garbage: bool, seed=0):
+    """A batch whose chunks end 0, 2, 4 and 5 steps early; padded steps repeat the last real one,
+    or hold garbage."""
+    out = batch(cfg, seed=seed)
+    is_pad = torch.zeros(4, cfg.horizon, dtype=torch.bool)
+    for row, n in enumerate((0, 2, 4, 5)):
+        is_pad[row, cfg.horizon - n:] = True
+        last = cfg.horizon - n - 1
+        out["action"][row, last + 1:] = out["action"][row, last]
+    if garbage:
+        g = torch.Generator().manual_seed(seed + 1)
+        out["action"][is_pad] = 50.0 * torch.randn(int(is_pad.sum()), cfg.action_dim, generator=g)
+    out["action_is_pad"] = is_pad
+    return out
+
+
+def loss_of(policy, b, mask: bool) -> float:
+    b = dict(b) if mask else {k: v for k, v in b.items() if k != "action_is_pad"}
+    torch.manual_seed(3)  # the same noise, timesteps and latents for every call
+    return policy.compute_loss(b)[0].item()
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_padded_steps_do_not_count_when_masked(family):
+    policy = make_policy(tiny(family)).eval()  # eval: no dropout draws
+    held, garbage = padded_batch(policy.config, False), padded_batch(policy.config, True)
+    assert loss_of(policy, garbage, mask=True) == loss_of(policy, held, mask=True)
+    assert loss_of(policy, garbage, mask=False) != loss_of(policy, held, mask=False)
+    nothing_padded = dict(held, action_is_pad=torch.zeros_like(held["action_is_pad"]))
+    assert loss_of(policy, nothing_padded, mask=True) == loss_of(policy, held, mask=False)
+
+
+def test_masked_loss_is_the_mean_over_real_steps():
+    policy = make_policy(tiny("mse")).eval()
+    b = padded_batch(policy.config, True)
+    with torch.no_grad():
+        pred = policy._predict(policy._prepare_obs(b))
+    real = ~b["action_is_pad"]
+    want = ((pred - b["action"]) ** 2)[real].mean().item()
+    assert loss_of(policy, b, mask=True) == pytest.approx(want, rel=1e-6)
+
+
+def test_a_bad_pad_mask_is_refused():
+    policy = make_policy(tiny("mse"))
+    b = batch(policy.config)
+    with pytest.raises(ValueError, match=r"action_is_pad must be bool of shape \(4, 6\)"):
+        policy.compute_loss(dict(b, action_is_pad=torch.zeros(4, 5, dtype=torch.bool)))
 
 
 @pytest.mark.parametrize("family", ALL)

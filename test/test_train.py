@@ -16,7 +16,7 @@ from genpol.cli import main as cli_main
 from genpol.data.arrays import ChunkData, DataError, from_episodes
 from genpol.data.sources import load_chunks, save_npz
 from genpol.policies import ConfigError, load_policy
-from genpol.train import TrainConfig, config_for_data, train
+from genpol.train import TrainConfig, config_for_data, fit_config, train
 
 HERE = Path(__file__).parent
 
@@ -76,11 +76,47 @@ def test_a_policy_may_use_a_subset_of_the_recorded_cameras(tmp_path):
         train(config_for_data("mse", d, cameras=["top"]), d, TrainConfig(steps=1, progress=False))
 
 
-def test_chunking_repeats_the_last_action():
+def test_chunking_repeats_the_last_action_and_marks_it_as_padding():
     states = np.arange(5, dtype=np.float32)[:, None]
     actions = np.arange(1, 6, dtype=np.float32)[:, None]
     d = from_episodes([(states, actions)], horizon=3)
     assert d.action[:, :, 0].tolist() == [[1, 2, 3], [2, 3, 4], [3, 4, 5], [4, 5, 5], [5, 5, 5]]
+    assert d.action_is_pad.astype(int).tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1],
+                                                     [0, 1, 1]]
+    held = from_episodes([(states, actions)], horizon=3, holds_at_end=True)
+    assert np.array_equal(held.action, d.action) and not held.action_is_pad.any()
+    assert not data().action_is_pad.any()  # arrays without a mask: nothing is padded
+    with pytest.raises(DataError, match=r"action_is_pad must be a bool array of shape \(5, 3\)"):
+        ChunkData(d.state, d.action, action_is_pad=np.zeros((5, 2), bool))
+
+
+def padded_data() -> ChunkData:
+    """data() with the last half of every chunk marked as padding and holding far-off values."""
+    d = data()
+    d.action_is_pad[:, 2:] = True
+    d.action[:, 2:] = 5.0
+    return d
+
+
+def test_the_pad_mask_survives_npz_and_camera_selection(tmp_path):
+    d = padded_data()
+    save_npz(d, tmp_path / "d.npz")
+    assert np.array_equal(load_chunks(tmp_path / "d.npz").action_is_pad, d.action_is_pad)
+    d.images = {"front": np.zeros((64, 16, 16, 3), np.uint8)}
+    cfg = config_for_data("mse", d, cameras=[])
+    assert np.array_equal(fit_config(cfg, d).action_is_pad, d.action_is_pad)
+
+
+def test_padding_is_masked_unless_asked_not_to():
+    def first_loss(d, **kw):
+        cfg = config_for_data("mse", d, hidden_dim=16)
+        tcfg = TrainConfig(steps=1, batch_size=16, log_every=1, progress=False, **kw)
+        return train(cfg, d, tcfg).history[0]["loss"]
+
+    padded = padded_data()
+    assert first_loss(padded) != first_loss(padded, mask_padding=False)
+    # Without padding the option changes nothing: the same run, bit for bit.
+    assert first_loss(data()) == first_loss(data(), mask_padding=False)
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints(tmp_path):
@@ -104,7 +140,8 @@ def test_training_is_seeded():
     cfg = config_for_data("gaussian", d, hidden_dim=32)
     runs = [train(cfg, d, TrainConfig(steps=5, batch_size=8, seed=3, progress=False))
             for _ in range(2)]
-    for (k, a), b in zip(runs[0].policy.state_dict().items(), runs[1].policy.state_dict().values()):
+    second = runs[1].policy.state_dict().values()
+    for (k, a), b in zip(runs[0].policy.state_dict().items(), second, strict=True):
         assert torch.equal(a, b), k
 
 

@@ -41,6 +41,7 @@ def _banner(index: int, total: int, text: str) -> None:
 def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | None = None,
         progress: bool = True) -> dict[str, Any]:
     """Run every stage into `out`; returns the summary also written to out/results.json."""
+    from genpol import presets
     from genpol.data.build import build_dataset, parse_size
     from genpol.data.sources import load_chunks
     from genpol.evaluation.runner import EvalSettings
@@ -49,9 +50,9 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
     from genpol.train import TrainConfig, config_for_data, train
 
     p = preset or load_preset()
-    if family not in p["families"]:
+    if family not in presets.families():
         raise ValueError(f"FAMILY={family!r} has no demo settings; choose from "
-                         f"{sorted(p['families'])}")
+                         f"{sorted(presets.families())}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bags, dataset, policy_dir, eval_dir = (out / "recordings", out / "dataset",
@@ -87,7 +88,7 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
     tr = p["train"]
     _banner(3, 4, f"train a {family} policy for {tr['steps']} steps on {report.frames} frames")
     data = load_chunks(dataset)
-    config = config_for_data(family, data, cameras=[], **p["families"][family])
+    config = config_for_data(family, data, cameras=[], **presets.policy(family))
     tcfg = TrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
                        device="auto", progress=progress)
     timed(Stage("train"), train, config, data, tcfg, out_dir=policy_dir)

@@ -7,14 +7,14 @@ Only rank 0 writes checkpoints and shows progress.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -42,6 +42,9 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 0  # 0: only the final checkpoint
     progress: bool = True
+    #: Leave chunk steps past an episode's end (ChunkData.action_is_pad) out of the loss; False
+    #: trains on them as if the demonstrator had held still there.
+    mask_padding: bool = True
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -96,8 +99,7 @@ def fit_config(config: PolicyConfig, data: ChunkData) -> ChunkData:
                         f"{sorted(data.images) or 'none'}); set `cameras` to a subset of those")
     if sorted(data.images) == sorted(config.cameras):
         return data
-    return ChunkData(data.state, data.action, {c: data.images[c] for c in config.cameras},
-                     data.joint_names, data.fps)
+    return dataclasses.replace(data, images={c: data.images[c] for c in config.cameras})
 
 
 def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None,
@@ -128,7 +130,7 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
 
     opt = torch.optim.AdamW(policy.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, tcfg))
-    tensors = _to_tensors(data, device)
+    tensors = _to_tensors(data, device, tcfg.mask_padding)
     rng = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
     out = Path(out_dir) if out_dir is not None else None
 
@@ -168,7 +170,7 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
 
 
 def _final(policy: Policy, ema: AveragedModel | None) -> Policy:
-    return policy if ema is None else ema.module
+    return policy if ema is None else cast(Policy, ema.module)
 
 
 def _lr_factor(step: int, tcfg: TrainConfig) -> float:
@@ -178,18 +180,23 @@ def _lr_factor(step: int, tcfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _to_tensors(data: ChunkData, device: torch.device) -> dict[str, Any]:
+def _to_tensors(data: ChunkData, device: torch.device, mask_padding: bool) -> dict[str, Any]:
     # State and actions are small: keep them on the device. Images stay on the host as uint8 and
     # only the minibatch travels.
-    return {"state": torch.from_numpy(data.state).to(device),
-            "action": torch.from_numpy(data.action).to(device),
-            "images": {k: torch.from_numpy(v) for k, v in data.images.items()}}
+    tensors = {"state": torch.from_numpy(data.state).to(device),
+               "action": torch.from_numpy(data.action).to(device),
+               "images": {k: torch.from_numpy(v) for k, v in data.images.items()}}
+    if mask_padding and data.action_is_pad.any():
+        tensors["action_is_pad"] = torch.from_numpy(data.action_is_pad).to(device)
+    return tensors
 
 
 def _batch(t: dict[str, Any], size: int, rng: torch.Generator, device: torch.device) -> dict:
     idx = torch.randint(0, t["state"].shape[0], (size,), generator=rng)
     dev_idx = idx.to(device)
     batch = {"state": t["state"][dev_idx], "action": t["action"][dev_idx]}
+    if "action_is_pad" in t:
+        batch["action_is_pad"] = t["action_is_pad"][dev_idx]
     if t["images"]:
         batch["images"] = {k: v[idx].permute(0, 3, 1, 2).to(device, non_blocking=True)
                            for k, v in t["images"].items()}
@@ -209,8 +216,3 @@ def config_for_data(family: str, data: ChunkData, **overrides: Any) -> PolicyCon
         values["image_shape"] = [3, int(first.shape[1]), int(first.shape[2])]
     values.update(overrides)
     return make_config(family, **values)
-
-
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -29,11 +29,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from genpol import presets
 from genpol.bench.common import CpuMeter, run_meta, write_results
 from genpol.launcher import parent_death_signal
 
-#: the small flow policy the planner runs (config values; the sizes of bench_multimodal's flow)
-POLICY = {"hidden_dim": 64, "down_dims": [32, 64]}
+#: the small flow policy the planner runs (config values from config/presets.yaml)
+POLICY = presets.policy("flow")
 #: variant -> (parameter overrides on top of config/executor.yaml, threads of the rclpy executor
 #: spinning the node; None = the node's SPIN_THREADS, as its main() spins it)
 VARIANTS: dict[str, tuple[dict[str, Any], int | None]] = {
@@ -73,8 +74,8 @@ def ensure_policy(path: Path, steps: int = 300, demos: int = 20, seed: int = 0,
               flush=True)
     data = scripted_chunks(seeds=(0,), demos_per_seed=demos, rng_seed=seed)
     config = config_for_data("flow", data, **POLICY)
-    train(config, data, TrainConfig(steps=steps, batch_size=64, lr=3e-3, seed=seed,
-                                    device="cpu", progress=progress), out_dir=path)
+    train(config, data, TrainConfig(steps=steps, seed=seed, device="cpu", progress=progress,
+                                    **presets.train("flow")), out_dir=path)
     key_file.write_text(json.dumps(key))
     return path
 

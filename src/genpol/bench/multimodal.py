@@ -20,6 +20,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from genpol import presets
 from genpol.bench.obstacle import ObstacleTask
 from genpol.data.arrays import ChunkData, from_episodes
 from genpol.policies import Policy
@@ -43,13 +44,14 @@ class Preset:
 
 
 def load_preset(name: str, path: Path | None = None) -> Preset:
-    """The `quick` or `full` preset from config/bench_multimodal.yaml."""
+    """The `quick` or `full` preset from config/bench_multimodal.yaml, with the per-family
+    settings of config/presets.yaml."""
     raw = yaml.safe_load(_preset_text(path))
     if name not in raw:
         raise ValueError(f"benchmark preset {name!r} not found; known: quick, full")
-    fams = raw["families"]
-    return Preset(policy={f: v.get("policy", {}) for f, v in fams.items()},
-                  train={f: v.get("train", {}) for f, v in fams.items()}, **raw[name])
+    fams = presets.group()
+    return Preset(policy={f: v["policy"] for f, v in fams.items()},
+                  train={f: v["train"] for f, v in fams.items()}, **raw[name])
 
 
 def _preset_text(path: Path | None) -> str:
@@ -65,7 +67,8 @@ def _preset_text(path: Path | None) -> str:
 
 def make_data(task: ObstacleTask, demos: int, seed: int) -> ChunkData:
     episodes, _ = task.demonstrations(demos, seed)
-    return from_episodes(episodes, HORIZON, fps=10.0)
+    # The expert rests at the goal after its hold steps: the repeated last action is what it does.
+    return from_episodes(episodes, HORIZON, holds_at_end=True, fps=10.0)
 
 
 def rollout(policy: Policy, task: ObstacleTask, starts: np.ndarray, seed: int,
@@ -213,7 +216,7 @@ def plot(task: ObstacleTask, family: str, ev: dict[str, Any], policy: Policy, pa
     chunks = policy.sample({"state": torch.from_numpy(start[None])}, 20, gen)[0].cpu().numpy()
     for c in chunks:
         ax.plot(*np.vstack([start, c]).T, color="0.6", lw=1, alpha=0.8)
-    for p, crashed in zip(ev["paths"], ev["crashed"]):
+    for p, crashed in zip(ev["paths"], ev["crashed"], strict=True):
         ax.plot(p[:, 0], p[:, 1], color="tab:red" if crashed else "tab:green", lw=0.8, alpha=0.5)
     ax.plot(*task.goal, marker="*", color="gold", markersize=14, markeredgecolor="k")
     ax.set_xlim(-1.5, 1.5)

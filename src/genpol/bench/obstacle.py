@@ -6,7 +6,6 @@ straight into the disc. Observation: the robot's position. Action: a chunk of fu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +54,7 @@ class ObstacleTask:
         starts = np.repeat(self.sample_starts((n + 1) // 2, rng), 2, axis=0)[:n]
         sides = np.tile([-1, 1], (n + 1) // 2)[:n]
         episodes = []
-        for start, side in zip(starts, sides):
+        for start, side in zip(starts, sides, strict=True):
             path = self.expert_path(start, int(side), rng)
             held = np.concatenate([path, np.repeat(path[-1:], self.hold_steps, 0)])
             states, actions = held[:-1], held[1:]

@@ -1,13 +1,14 @@
 """Training data as arrays: the format every on-disk source is turned into.
 
-A sample is (state (S,), action chunk (H, A), images {camera: (H, W, 3) uint8}).
-Checks happen here, once, before any training starts.
+A sample is (state (S,), action chunk (H, A), images {camera: (H, W, 3) uint8}), and per chunk
+step whether it is padding past the episode's end. Checks happen here, once, before any training
+starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,10 +24,15 @@ class ChunkData:
     images: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (N, H, W, 3) uint8
     joint_names: list[str] = field(default_factory=list)
     fps: float = 10.0
+    #: (N, H) bool, True where a step lies past its episode's end (the last action repeated, as
+    #: LeRobot's action_is_pad); training leaves those steps out. None: no step is padded.
+    action_is_pad: np.ndarray = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         self.state = np.asarray(self.state, dtype=np.float32)
         self.action = np.asarray(self.action, dtype=np.float32)
+        if self.action_is_pad is None and self.action.ndim == 3:
+            self.action_is_pad = np.zeros(self.action.shape[:2], dtype=bool)
         validate(self)
 
     def __len__(self) -> int:
@@ -54,6 +60,11 @@ def validate(data: ChunkData) -> None:
             raise DataError(
                 f"{name} holds NaN or inf in sample {idx[0]} ({len(idx)} bad samples in all, "
                 f"first ones {idx[:5].tolist()}); clean or drop them before training")
+    pad = data.action_is_pad
+    if not isinstance(pad, np.ndarray) or pad.dtype != bool or pad.shape != data.action.shape[:2]:
+        raise DataError(f"action_is_pad must be a bool array of shape {data.action.shape[:2]} "
+                        f"(samples, horizon), got {getattr(pad, 'dtype', type(pad).__name__)} "
+                        f"of shape {getattr(pad, 'shape', None)}")
     for cam, img in data.images.items():
         if img.ndim != 4 or img.shape[0] != n or img.shape[-1] != 3:
             raise DataError(f"images[{cam!r}] must be (N={n}, H, W, 3), got shape {img.shape}")
@@ -62,24 +73,29 @@ def validate(data: ChunkData) -> None:
 
 
 def chunk_episode(states: np.ndarray, actions: np.ndarray, horizon: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step episode arrays -> (state_t, action[t:t+H]) pairs; past the end the last action
-    repeats (the demonstrator holds still), so every step of the episode is a sample."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-step episode arrays -> (state_t, action[t:t+H], is_pad) per step t; past the end the
+    last action repeats and is marked as padding, so every step of the episode is a sample."""
     states = np.asarray(states, dtype=np.float32)
     actions = np.asarray(actions, dtype=np.float32)
     if len(states) != len(actions) or len(states) == 0:
         raise DataError(f"episode has {len(states)} states and {len(actions)} actions; "
                         "need the same non-zero number")
     t = len(actions)
-    idx = np.minimum(np.arange(t)[:, None] + np.arange(horizon)[None, :], t - 1)
-    return states, actions[idx]
+    idx = np.arange(t)[:, None] + np.arange(horizon)[None, :]
+    return states, actions[np.minimum(idx, t - 1)], idx > t - 1
 
 
 def from_episodes(episodes: Sequence[tuple[np.ndarray, np.ndarray]], horizon: int,
-                  **kwargs) -> ChunkData:
-    """Chunk each (states, actions) episode and stack them."""
+                  holds_at_end: bool = False, **kwargs) -> ChunkData:
+    """Chunk each (states, actions) episode and stack them.
+
+    holds_at_end: the demonstrator is known to hold still after its last step (a scripted expert
+    resting at its goal), so the repeated last action is its real continuation, not padding.
+    """
     if not episodes:
         raise DataError("no episodes given; record or load some demonstrations")
-    pairs = [chunk_episode(s, a, horizon) for s, a in episodes]
-    return ChunkData(np.concatenate([p[0] for p in pairs]),
-                     np.concatenate([p[1] for p in pairs]), **kwargs)
+    parts = [chunk_episode(s, a, horizon) for s, a in episodes]
+    is_pad = np.concatenate([p[2] for p in parts])
+    return ChunkData(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                     action_is_pad=is_pad & (not holds_at_end), **kwargs)

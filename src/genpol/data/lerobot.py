@@ -35,10 +35,12 @@ crosses into the next episode, and past an episode's end its last action repeats
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -182,18 +184,16 @@ def _read_tasks(root: Path) -> dict[int, str]:
     if "task" not in table.column_names:
         index_cols = []
         if b"pandas" in meta:
-            try:
+            with contextlib.suppress(ValueError):
                 index_cols = [c for c in json.loads(meta[b"pandas"]).get("index_columns", [])
                               if isinstance(c, str)]
-            except ValueError:
-                pass
         text_col = next((c for c in index_cols + ["__index_level_0__"]
                          if c in table.column_names), "")
     if "task_index" not in table.column_names or not text_col:
         raise DataError(f"{root / TASKS_PATH} (task table): expected columns task_index and "
                         f"task, got {table.column_names}")
     return {int(i): str(t) for i, t in zip(table.column("task_index").to_pylist(),
-                                           table.column(text_col).to_pylist())}
+                                           table.column(text_col).to_pylist(), strict=True)}
 
 
 def _read_episode_table(root: Path) -> list[dict[str, Any]]:
@@ -407,7 +407,8 @@ def read_dataset(path: str | Path) -> V3Dataset:
 
 def episodes_to_chunks(episodes: Sequence[EpisodeFrames], horizon: int, fps: float,
                        joint_names: Sequence[str], where: str = "dataset") -> ChunkData:
-    """Cut (state_t, action[t:t+H], images_t) samples per episode (never across episodes)."""
+    """Cut (state_t, action[t:t+H], images_t) samples per episode (never across episodes); steps
+    past an episode's end repeat its last action and are marked as padding."""
     if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
         raise DataError(f"horizon must be a positive integer, got {horizon!r}")
     longest = max(len(ep) for ep in episodes)
@@ -416,20 +417,21 @@ def episodes_to_chunks(episodes: Sequence[EpisodeFrames], horizon: int, fps: flo
                         f"({longest} frames at {fps:g} fps): every chunk would be mostly "
                         "padding; choose a shorter horizon or record longer episodes")
     cams = sorted(episodes[0].images)
-    states, actions = [], []
+    states, actions, pads = [], [], []
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in cams}
     for ep in episodes:
         if sorted(ep.images) != cams:
             raise DataError(f"{where}: episode {ep.name} has cameras {sorted(ep.images)}, the "
                             f"first has {cams}")
-        s, a = chunk_episode(ep.state, ep.action, horizon)
+        s, a, pad = chunk_episode(ep.state, ep.action, horizon)
         states.append(s)
         actions.append(a)
+        pads.append(pad)
         for cam in cams:
             images[cam].append(ep.images[cam])
     return ChunkData(np.concatenate(states), np.concatenate(actions),
                      {cam: np.concatenate(v) for cam, v in images.items()},
-                     list(joint_names), float(fps))
+                     list(joint_names), float(fps), np.concatenate(pads))
 
 
 def load_v3(path: Path, horizon: int | None = None) -> ChunkData:

@@ -1,14 +1,15 @@
 """Pluggable on-disk sources for training: each recognises a path and turns it into ChunkData.
 
-Today: `.npz` archives (keys state, action, optional image.<camera>) and LeRobotDataset v3.0
-directories (data/lerobot.py). Later formats register themselves here so `genpol train` needs
-no change.
+Today: `.npz` archives (keys state, action, optional action_is_pad and image.<camera>) and
+LeRobotDataset v3.0 directories (data/lerobot.py). Later formats register themselves here so
+`genpol train` needs no change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,11 @@ def load_chunks(path: str | Path, horizon: int | None = None) -> ChunkData:
 
 def save_npz(data: ChunkData, path: str | Path) -> Path:
     path = Path(path)
-    arrays = {"state": data.state, "action": data.action,
-              "fps": np.float32(data.fps), "joint_names": np.array(data.joint_names, dtype=str)}
+    arrays: dict[str, Any] = {
+        "state": data.state, "action": data.action, "fps": np.float32(data.fps),
+        "joint_names": np.array(data.joint_names, dtype=str)}
+    if data.action_is_pad.any():
+        arrays["action_is_pad"] = data.action_is_pad
     arrays.update({f"image.{cam}": img for cam, img in data.images.items()})
     np.savez_compressed(path, **arrays)
     return path
@@ -47,10 +51,11 @@ def _load_npz(path: Path, horizon: int | None) -> ChunkData:
         with np.load(path, allow_pickle=False) as z:
             if "state" not in z or "action" not in z:
                 raise DataError(f"{path} lacks 'state' or 'action' arrays (has {list(z.keys())})")
-            images = {k[len("image."):]: z[k] for k in z.keys() if k.startswith("image.")}
+            images = {k[len("image."):]: z[k] for k in z if k.startswith("image.")}
             data = ChunkData(z["state"], z["action"], images,
                              [str(j) for j in z["joint_names"]] if "joint_names" in z else [],
-                             float(z["fps"]) if "fps" in z else 10.0)
+                             float(z["fps"]) if "fps" in z else 10.0,
+                             z.get("action_is_pad"))
     except (OSError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise

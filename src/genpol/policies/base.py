@@ -2,12 +2,13 @@
 
 A policy models p(action chunk | observation). Families differ only in two methods working on
 normalised tensors: `_loss` (training) and `_sample` (N chunks per observation). Everything a caller
-touches (shape checks, normalisation, numpy convenience) lives here, once.
+touches (shape checks, normalisation, padding, numpy convenience) lives here, once.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from genpol.policies.config import PolicyConfig
 from genpol.policies.normalize import Normalizer
+from genpol.policies.padding import hold_last_step
 
 Obs = Mapping[str, Any]  # {"state": (B, S), "images": {camera: (B, 3, H, W)}}
 
@@ -25,6 +27,8 @@ class Policy(nn.Module):
     config_class: ClassVar[type[PolicyConfig]] = PolicyConfig
     #: True when `sample` returns different chunks for the same observation.
     stochastic: ClassVar[bool] = True
+    #: True when `sample` starts from Gaussian noise that a caller may inject (`noise=`).
+    takes_noise: ClassVar[bool] = False
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
@@ -36,13 +40,16 @@ class Policy(nn.Module):
         self.normalizer = Normalizer(config.state_dim, config.action_dim)
 
     # ---- what families implement -------------------------------------------------------------
-    def _loss(self, obs: dict, action: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """obs normalised, action (B, H, A) in [-1, 1]; returns (scalar loss, logging info)."""
+    def _loss(self, obs: dict, action: torch.Tensor, is_pad: torch.Tensor | None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+        """obs normalised, action (B, H, A) in [-1, 1], is_pad (B, H) bool or None (see
+        padding.py: padded steps must not count); returns (scalar loss, logging info)."""
         raise NotImplementedError
 
     def _sample(self, obs: dict, num_samples: int,
-                generator: torch.Generator | None) -> torch.Tensor:
-        """obs normalised with batch B; returns (B, num_samples, H, A) normalised actions."""
+                generator: torch.Generator | None, **kwargs: Any) -> torch.Tensor:
+        """obs normalised with batch B; returns (B, num_samples, H, A) normalised actions.
+        kwargs: `noise` for families that take it."""
         raise NotImplementedError
 
     # ---- the public interface ----------------------------------------------------------------
@@ -55,27 +62,44 @@ class Policy(nn.Module):
         return self.compute_loss(batch)
 
     def compute_loss(self, batch: Obs) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: state, images, action (B, H, A) and optionally action_is_pad (B, H) bool."""
         obs = self._prepare_obs(batch)
-        action = self._check_action(batch["action"], obs["state"].shape[0])
-        return self._loss(obs, self.normalizer.normalize_action(action))
+        b = obs["state"].shape[0]
+        action = self.normalizer.normalize_action(self._check_action(batch["action"], b))
+        is_pad = self._check_pad(batch.get("action_is_pad"), b)
+        if is_pad is not None:
+            action = hold_last_step(action, is_pad)
+        return self._loss(obs, action, is_pad)
 
     @torch.no_grad()
-    def sample(self, obs: Obs, num_samples: int = 1,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, num_samples, H, A) action chunks in the data's units, all drawn in one batch."""
+    def sample(self, obs: Obs, num_samples: int = 1, generator: torch.Generator | None = None,
+               noise: Any = None) -> torch.Tensor:
+        """(B, num_samples, H, A) action chunks in the data's units, all drawn in one batch.
+
+        noise: the initial N(0, I) noise in the normalised action space, (B * num_samples, H, A)
+        or (num_samples, H, A) for every observation; only for families with `takes_noise`.
+        """
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        kwargs = {}
+        if noise is not None:
+            if not self.takes_noise:
+                raise ValueError(f"a {self.config.family} policy starts from no noise to inject; "
+                                 "noise= works for the denoising families (diffusion, flow)")
+            kwargs["noise"] = noise
         was_training = self.training
         self.eval()  # dropout off: sampling randomness comes from the model, never from dropout
         try:
-            chunks = self._sample(self._prepare_obs(obs), num_samples, generator)
+            chunks = self._sample(self._prepare_obs(obs), num_samples, generator, **kwargs)
         finally:
             self.train(was_training)
         return self.normalizer.unnormalize_action(chunks)
 
     def predict_chunks(self, state: np.ndarray, images: Mapping[str, np.ndarray] | None = None,
-                       num_samples: int = 1, seed: int | None = None) -> np.ndarray:
-        """One observation from numpy (state (S,), images (H, W, 3) uint8) -> (N, H, A) numpy."""
+                       num_samples: int = 1, seed: int | None = None,
+                       noise: Any = None) -> np.ndarray:
+        """One observation from numpy (state (S,), images (H, W, 3) uint8) -> (N, H, A) numpy;
+        noise: (N, H, A) initial noise, as for `sample`."""
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)
         obs: dict[str, Any] = {"state": state_t.unsqueeze(0) if state_t.ndim == 1 else state_t}
         if images:
@@ -86,7 +110,7 @@ class Policy(nn.Module):
         gen = None
         if seed is not None:
             gen = torch.Generator(device=self.device).manual_seed(seed)
-        return self.sample(obs, num_samples, gen)[0].cpu().numpy()
+        return self.sample(obs, num_samples, gen, noise=noise)[0].cpu().numpy()
 
     def set_stats(self, stats: Mapping[str, Any]) -> None:
         self.normalizer.set_stats(stats)
@@ -125,6 +149,17 @@ class Policy(nn.Module):
         if tuple(action.shape) != expected:
             raise ValueError(f"action chunk has shape {tuple(action.shape)}, expected {expected}")
         return action
+
+    def _check_pad(self, is_pad: Any, batch: int) -> torch.Tensor | None:
+        """(B, H) bool, or None when nothing is padded (the loss then runs unmasked)."""
+        if is_pad is None:
+            return None
+        is_pad = torch.as_tensor(is_pad, device=self.device)
+        expected = (batch, self.config.horizon)
+        if is_pad.dtype != torch.bool or tuple(is_pad.shape) != expected:
+            raise ValueError(f"action_is_pad must be bool of shape {expected}, got "
+                             f"{is_pad.dtype} of shape {tuple(is_pad.shape)}")
+        return is_pad if bool(is_pad.any()) else None
 
 
 def repeat_batch(x: torch.Tensor, n: int) -> torch.Tensor:

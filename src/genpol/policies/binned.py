@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genpol.policies.base import Policy, repeat_batch
-from genpol.policies.config import ConfigError, PolicyConfig, register_config, require_positive
+from genpol.policies.config import ConfigError, PolicyConfig, require_positive
 from genpol.policies.nets.observation import ObservationEncoder
+from genpol.policies.padding import masked_mean
 
 
-@register_config
 @dataclass
 class BinnedConfig(PolicyConfig):
     family_name = "binned"
@@ -52,6 +52,9 @@ def from_bins(index: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 class BinnedPolicy(Policy):
     config_class = BinnedConfig
+    config: BinnedConfig
+    step_of: torch.Tensor
+    dim_of: torch.Tensor
 
     def __init__(self, config: BinnedConfig):
         super().__init__(config)
@@ -80,15 +83,20 @@ class BinnedPolicy(Policy):
         where = self.step_emb(self.step_of[pos]) + self.dim_emb(self.dim_of[pos])
         return self.bin_emb(prev) + where + offset.unsqueeze(1)
 
-    def _loss(self, obs, action):
+    def _loss(self, obs, action, is_pad):
         target = to_bins(action, self.config.n_bins).flatten(1)  # (B, H*A), step-major
         start = torch.full_like(target[:, :1], self.config.n_bins)
         prev = torch.cat([start, target[:, :-1]], dim=1)  # teacher forcing
         offset, h0 = self._start(obs, 1)
         out, _ = self.rnn(self._inputs(prev, slice(None), offset), h0)
         logits = self.head(out)
-        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
-        accuracy = (logits.argmax(-1) == target).float().mean()
+        correct = (logits.argmax(-1) == target).float()
+        if is_pad is None:
+            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        else:
+            ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+            loss = masked_mean(ce.view(action.shape), is_pad)
+        accuracy = masked_mean(correct.view(action.shape), is_pad)
         return loss, {"ce": loss.item(), "bin_acc": accuracy.item()}
 
     def _sample(self, obs, num_samples, generator):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import yaml
@@ -16,7 +17,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genpol.policies.base import Policy
-from genpol.policies.config import ConfigError, config_from_dict
+from genpol.policies.config import ConfigError
+from genpol.policies.families import config_from_dict, make_policy
 from genpol.policies.normalize import STAT_KEYS
 
 CONFIG_FILE = "config.yaml"
@@ -78,9 +80,8 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu",
                 expect: Mapping[str, Any] | None = None) -> Policy:
-    """Load a checkpoint. `expect` (e.g. {"family": "flow", "action_dim": 6}) must match its config."""
-    from genpol.policies.registry import make_policy
-
+    """Load a checkpoint; `expect` (e.g. {"family": "flow", "action_dim": 6}) must match its
+    config."""
     path = Path(path)
     raw = read_config(path)
     raw.pop("_info", None)

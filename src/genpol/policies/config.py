@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
-
-import yaml
-
-_CONFIGS: dict[str, type["PolicyConfig"]] = {}
-
-
-def register_config(cls: type["PolicyConfig"]) -> type["PolicyConfig"]:
-    _CONFIGS[cls.family_name] = cls
-    return cls
 
 
 class ConfigError(ValueError):
@@ -23,7 +13,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class PolicyConfig:
-    """Fields every family shares: what goes in (state, cameras) and what comes out (H x d chunk)."""
+    """Fields every family shares: what goes in (state, cameras), what comes out (H x d chunk)."""
 
     family_name: ClassVar[str] = ""
 
@@ -68,9 +58,6 @@ class PolicyConfig:
         d.update(dataclasses.asdict(self))
         return d
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
 
 def _positive(cfg: Any, *names: str) -> None:
     for name in names:
@@ -83,40 +70,3 @@ def _positive(cfg: Any, *names: str) -> None:
 def require_positive(cfg: Any, *names: str) -> None:
     """For family configs: each named field must be a positive integer."""
     _positive(cfg, *names)
-
-
-def families() -> list[str]:
-    from genpol.policies.registry import FAMILY_MODULES
-
-    return list(FAMILY_MODULES)
-
-
-def config_class(family: str) -> type[PolicyConfig]:
-    """The family's config class, importing the family's module (which registers it)."""
-    if family not in _CONFIGS:
-        from genpol.policies.registry import FAMILY_MODULES
-
-        if family not in FAMILY_MODULES:
-            raise ConfigError(
-                f"unknown policy family {family!r}; choose one of {list(FAMILY_MODULES)}")
-        importlib.import_module(FAMILY_MODULES[family].split(":")[0])
-    return _CONFIGS[family]
-
-
-def make_config(family: str, **values: Any) -> PolicyConfig:
-    """Build a family's config, refusing keys it does not know (a typo must not pass silently)."""
-    cls = config_class(family)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown {family} config keys {unknown}; known keys are {sorted(known)}")
-    return cls(**values)
-
-
-def config_from_dict(d: dict[str, Any]) -> PolicyConfig:
-    d = dict(d)
-    family = d.pop("family", None)
-    if family is None:
-        raise ConfigError("policy config has no 'family' key; add e.g. family: flow")
-    return make_config(family, **d)

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from genpol.policies.base import Policy, repeat_batch
-from genpol.policies.config import ConfigError, PolicyConfig, register_config, require_positive
+from genpol.policies.config import ConfigError, PolicyConfig, require_positive
 from genpol.policies.nets.observation import ObservationEncoder
 from genpol.policies.nets.transformer import transformer_decoder, transformer_encoder
+from genpol.policies.padding import regression_loss
 
 
-@register_config
 @dataclass
 class CVAEConfig(PolicyConfig):
     family_name = "cvae"
@@ -62,14 +62,16 @@ def _is_real(value: object) -> bool:
 
 class CVAEPolicy(Policy):
     config_class = CVAEConfig
+    config: CVAEConfig
 
     def __init__(self, config: CVAEConfig):
         super().__init__(config)
         # With z fixed at 0 the policy returns one chunk per observation.
         self.stochastic = config.sample_prior  # type: ignore[misc]
         d, h, a = config.hidden_dim, config.horizon, config.action_dim
-        block = dict(d_model=d, n_heads=config.n_heads, dim_feedforward=config.dim_feedforward,
-                     dropout=config.dropout)
+        block: dict[str, Any] = dict(d_model=d, n_heads=config.n_heads,
+                                     dim_feedforward=config.dim_feedforward,
+                                     dropout=config.dropout)
         # Posterior q(z | chunk, state): only used for training.
         self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.vae_state = nn.Linear(config.state_dim, d)
@@ -99,14 +101,11 @@ class CVAEPolicy(Policy):
         queries = self.queries.expand(z.shape[0], -1, -1)
         return self.action_head(self.decoder(queries, memory))
 
-    def _loss(self, obs, action):
+    def _loss(self, obs, action, is_pad):
         mu, logvar = self._posterior(obs["state"], action)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         pred = self._decode(self.obs_encoder(obs), z)
-        if self.config.recon_loss == "l1":
-            recon = F.l1_loss(pred, action)
-        else:
-            recon = F.mse_loss(pred, action)
+        recon = regression_loss(pred, action, is_pad, self.config.recon_loss)
         # KL(N(mu, sigma^2) || N(0, I)), summed over latent dims, averaged over the batch.
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1).mean()
         loss = recon + self.config.beta * kl

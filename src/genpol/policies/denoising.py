@@ -1,25 +1,154 @@
-"""What diffusion and flow share: a noise-to-chunk net conditioned on the observation vector."""
+"""What diffusion and flow share: the denoiser's settings, its net, and the one sampling loop.
+
+Both families regress a (B, H, A) field from (noisy chunk, timestep, observation vector); only the
+meaning of that field (noise vs velocity) and the scheduler that turns it into the next x differ.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
 import torch
+from torch import nn
 
 from genpol.policies.base import Policy, repeat_batch
-from genpol.policies.nets.denoiser import DenoiserConfig, build_denoiser, gaussian_noise
+from genpol.policies.config import ConfigError, PolicyConfig, require_positive
+from genpol.policies.nets.chunk_transformer import ChunkTransformer
 from genpol.policies.nets.observation import ObservationEncoder
+from genpol.policies.nets.unet1d import UNet1D
+
+NETS = ("unet", "transformer")
+
+
+@dataclass
+class DenoiserConfig(PolicyConfig):
+    """Base for the diffusion and flow configs; not a family itself (not in the family table)."""
+
+    net: str = "unet"  # "unet" (1D temporal U-Net, FiLM) or "transformer"
+    down_dims: list[int] = field(default_factory=lambda: [64, 128, 256])
+    kernel_size: int = 5
+    n_groups: int = 8
+    transformer_layers: int = 4
+    transformer_heads: int = 4
+    # Clip to [-1, 1], the normalised action range.
+    clip_sample: bool = True
+
+    @property
+    def sampling_steps(self) -> int:
+        """Denoising steps per sample; each family names its own field."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        super().validate()
+        name = type(self).__name__
+        if self.net not in NETS:
+            raise ConfigError(f"{name}.net must be one of {list(NETS)}, got {self.net!r}")
+        require_positive(self, "kernel_size", "n_groups", "transformer_layers",
+                         "transformer_heads")
+        dims = self.down_dims
+        if (not isinstance(dims, (list, tuple)) or not dims
+                or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in dims)):
+            raise ConfigError(f"{name}.down_dims must be a non-empty list of positive integers, "
+                              f"got {dims!r}; use e.g. [64, 128, 256]")
+        # Shape constraints only bind the net actually built.
+        if self.net == "unet" and self.kernel_size % 2 == 0:
+            raise ConfigError(f"{name}.kernel_size must be odd so that convolutions keep the "
+                              f"horizon, got {self.kernel_size}; use e.g. 5")
+        if self.net == "unet" and any(d % self.n_groups for d in dims):
+            raise ConfigError(f"every entry of {name}.down_dims {list(dims)} must be divisible by "
+                              f"n_groups ({self.n_groups}) for GroupNorm; change one of them")
+        if self.net == "transformer" and self.hidden_dim % self.transformer_heads:
+            raise ConfigError(f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by "
+                              f"transformer_heads ({self.transformer_heads}) when net is "
+                              f"'transformer'")
+        if not isinstance(self.clip_sample, bool):
+            raise ConfigError(f"{name}.clip_sample must be true or false, got "
+                              f"{self.clip_sample!r}")
+
+
+class Scheduler(Protocol):
+    """How a sample walks from noise to a chunk: `set_timesteps(n)`, then for each t in
+    `timesteps` (the values the net is conditioned on) `step(model_output, t, x)` -> next x."""
+
+    timesteps: Sequence[float]
+
+    def set_timesteps(self, num_steps: int) -> None: ...
+
+    def step(self, model_output: torch.Tensor, t: Any, x: torch.Tensor) -> torch.Tensor: ...
+
+
+#: guide(x, t, model_output) -> model_output, called once per step before the scheduler's step.
+Guide = Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]
+
+
+def denoise(net: nn.Module, cond: torch.Tensor, x: torch.Tensor, scheduler: Scheduler,
+            num_steps: int, guide: Guide | None = None) -> torch.Tensor:
+    """The one sampling loop of flow and diffusion: x (M, H, A) initial noise -> chunks.
+
+    `guide` is the hook for guided sampling: real-time chunking will use it to steer the sample
+    toward the part of the chunk already committed to; None samples the model as trained.
+    """
+    scheduler.set_timesteps(num_steps)
+    batch = x.shape[0]
+    for t in scheduler.timesteps:
+        out = net(x, torch.full((batch,), float(t), device=x.device), cond)
+        if guide is not None:
+            out = guide(x, t, out)
+        x = scheduler.step(out, t, x)
+    return x
 
 
 class DenoisingPolicy(Policy):
     config_class = DenoiserConfig
+    config: DenoiserConfig
+    takes_noise = True
 
     def __init__(self, config: DenoiserConfig):
         super().__init__(config)
         self.encoder = ObservationEncoder(config, "vector")
-        self.net = build_denoiser(config, self.encoder.out_dim)
+        d = self.encoder.out_dim
+        if config.net == "unet":
+            self.net: nn.Module = UNet1D(config.action_dim, d, config.down_dims,
+                                         config.kernel_size, config.n_groups)
+        else:
+            self.net = ChunkTransformer(config.action_dim, d, config.horizon, config.hidden_dim,
+                                        config.transformer_layers, config.transformer_heads)
 
-    def _start(self, obs: dict, num_samples: int, generator: torch.Generator | None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cond, x): the observation encoded once and repeated per sample, and N(0, I) chunks."""
+    def _scheduler(self, generator: torch.Generator | None) -> Scheduler:
+        raise NotImplementedError
+
+    def _sample(self, obs, num_samples, generator, noise=None):
+        cfg = self.config
         cond = repeat_batch(self.encoder(obs), num_samples)
-        shape = (cond.shape[0], self.config.horizon, self.config.action_dim)
-        return cond, gaussian_noise(shape, generator, cond.device)
+        x = self._initial_noise(noise, obs["state"].shape[0], num_samples, generator)
+        x = denoise(self.net, cond, x, self._scheduler(generator), cfg.sampling_steps)
+        return x.view(-1, num_samples, cfg.horizon, cfg.action_dim)
+
+    def _initial_noise(self, noise: Any, batch: int, num_samples: int,
+                       generator: torch.Generator | None) -> torch.Tensor:
+        """N(0, I) in the normalised action space, drawn here or injected by the caller: one per
+        sample (batch * num_samples, H, A), or (num_samples, H, A) used for every observation."""
+        cfg = self.config
+        shape = (batch * num_samples, cfg.horizon, cfg.action_dim)
+        if noise is None:
+            return gaussian_noise(shape, generator, self.device)
+        noise = torch.as_tensor(noise, dtype=torch.float32, device=self.device)
+        per_obs = (num_samples, cfg.horizon, cfg.action_dim)
+        if tuple(noise.shape) == shape:
+            return noise
+        if tuple(noise.shape) == per_obs:
+            return noise.repeat(batch, 1, 1)
+        raise ValueError(f"initial noise has shape {tuple(noise.shape)}, expected {shape} "
+                         f"(batch x num_samples, horizon, action_dim) or {per_obs} (the same "
+                         f"noise for every observation)")
+
+
+def gaussian_noise(shape: tuple[int, ...], generator: torch.Generator | None,
+                   device: torch.device) -> torch.Tensor:
+    """Standard normal noise drawn from `generator` on its own device, then moved to `device`, so a
+    CPU generator also works for a policy on the GPU."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)

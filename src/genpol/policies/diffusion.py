@@ -7,21 +7,20 @@ on every call: nothing about them is saved, and no timestep state leaks from one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from diffusers.schedulers import DDIMScheduler, DDPMScheduler
 
-from genpol.policies.config import ConfigError, register_config, require_positive
-from genpol.policies.denoising import DenoisingPolicy
-from genpol.policies.nets.denoiser import DenoiserConfig
+from genpol.policies.config import ConfigError, require_positive
+from genpol.policies.denoising import DenoiserConfig, DenoisingPolicy
+from genpol.policies.padding import regression_loss
 
 SAMPLERS = ("ddim", "ddpm")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear", "sigmoid")
 SPACINGS = ("trailing", "leading", "linspace")
 
 
-@register_config
 @dataclass
 class DiffusionConfig(DenoiserConfig):
     family_name = "diffusion"
@@ -46,35 +45,50 @@ class DiffusionConfig(DenoiserConfig):
                 raise ConfigError(f"DiffusionConfig.{key} must be one of {list(allowed)}, "
                                   f"got {getattr(self, key)!r}")
 
+    @property
+    def sampling_steps(self) -> int:
+        return self.num_inference_steps
+
+
+class DiffusersScheduler:
+    """The sampling loop's scheduler interface over a diffusers DDIM or DDPM scheduler (kept for
+    its tested noise schedules); `step_kwargs` go to every step (DDPM's generator, DDIM's eta)."""
+
+    def __init__(self, inner: Any, **step_kwargs: Any):
+        self.inner = inner
+        self.step_kwargs = step_kwargs
+        self.timesteps: list[int] = []
+
+    def set_timesteps(self, num_steps: int) -> None:
+        # Timesteps stay on the CPU: the scheduler indexes its own CPU tables with them.
+        self.inner.set_timesteps(num_steps)
+        self.timesteps = self.inner.timesteps.tolist()
+
+    def step(self, model_output: torch.Tensor, t: int, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.step(model_output, t, x, **self.step_kwargs).prev_sample
+
 
 class DiffusionPolicy(DenoisingPolicy):
     config_class = DiffusionConfig
+    config: DiffusionConfig
 
-    def _scheduler(self, kind: str) -> DDPMScheduler | DDIMScheduler:
+    def _diffusers(self, kind: str) -> DDPMScheduler | DDIMScheduler:
         cfg = self.config
         cls = DDIMScheduler if kind == "ddim" else DDPMScheduler
         return cls(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                    clip_sample=cfg.clip_sample, prediction_type="epsilon",
                    timestep_spacing=cfg.timestep_spacing)
 
-    def _loss(self, obs, action):
+    def _loss(self, obs, action, is_pad):
         cond = self.encoder(obs)
         noise = torch.randn_like(action)
         t = torch.randint(0, self.config.num_train_timesteps, (action.shape[0],),
                           device=action.device)
-        noisy = self._scheduler("ddpm").add_noise(action, noise, t)
-        loss = F.mse_loss(self.net(noisy, t.float(), cond), noise)
+        noisy = self._diffusers("ddpm").add_noise(action, noise, t)
+        loss = regression_loss(self.net(noisy, t.float(), cond), noise, is_pad)
         return loss, {"mse_eps": loss.item()}
 
-    def _sample(self, obs, num_samples, generator):
-        cfg = self.config
-        cond, x = self._start(obs, num_samples, generator)
-        batch = cond.shape[0]
-        scheduler = self._scheduler(cfg.sampler)
-        # Timesteps stay on the CPU: the scheduler indexes its own CPU tables with them.
-        scheduler.set_timesteps(cfg.num_inference_steps)
-        step_kwargs = {"generator": generator} if cfg.sampler == "ddpm" else {"eta": 0.0}
-        for t in scheduler.timesteps.tolist():
-            eps = self.net(x, torch.full((batch,), float(t), device=x.device), cond)
-            x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
-        return x.view(-1, num_samples, cfg.horizon, cfg.action_dim)
+    def _scheduler(self, generator):
+        kind = self.config.sampler
+        kwargs = {"generator": generator} if kind == "ddpm" else {"eta": 0.0}
+        return DiffusersScheduler(self._diffusers(kind), **kwargs)

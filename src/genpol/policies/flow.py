@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from genpol.policies.config import ConfigError, register_config, require_positive
-from genpol.policies.denoising import DenoisingPolicy
-from genpol.policies.nets.denoiser import DenoiserConfig
+from genpol.policies.config import ConfigError, require_positive
+from genpol.policies.denoising import DenoiserConfig, DenoisingPolicy
+from genpol.policies.padding import regression_loss
 
 TIME_SAMPLINGS = ("uniform", "beta")
 # The sinusoidal embedding is built for integer-like timesteps; t in [0, 1] is spread over this.
@@ -22,7 +21,6 @@ TIME_SCALE = 1000.0
 _BETA_A, _BETA_B, _BETA_S = 1.5, 1.0, 0.999
 
 
-@register_config
 @dataclass
 class FlowConfig(DenoiserConfig):
     family_name = "flow"
@@ -36,9 +34,35 @@ class FlowConfig(DenoiserConfig):
             raise ConfigError(f"FlowConfig.time_sampling must be one of {list(TIME_SAMPLINGS)}, "
                               f"got {self.time_sampling!r}")
 
+    @property
+    def sampling_steps(self) -> int:
+        return self.num_steps
+
+
+class EulerScheduler:
+    """Euler steps on the straight path, from t = 0 (noise) to t = 1 (data). Timesteps are in the
+    net's units (t * TIME_SCALE); the last step lands on data and is clipped to [-1, 1] when
+    `clip_sample` asks for it."""
+
+    def __init__(self, clip_sample: bool):
+        self.clip_sample = clip_sample
+        self.timesteps: list[float] = []
+        self._dt = 0.0
+
+    def set_timesteps(self, num_steps: int) -> None:
+        self._dt = 1.0 / num_steps
+        self.timesteps = [i * self._dt * TIME_SCALE for i in range(num_steps)]
+
+    def step(self, model_output: torch.Tensor, t: float, x: torch.Tensor) -> torch.Tensor:
+        x = x + self._dt * model_output
+        if self.clip_sample and t == self.timesteps[-1]:
+            x = x.clamp(-1.0, 1.0)
+        return x
+
 
 class FlowPolicy(DenoisingPolicy):
     config_class = FlowConfig
+    config: FlowConfig
 
     def _sample_time(self, n: int, device: torch.device) -> torch.Tensor:
         if self.config.time_sampling == "uniform":
@@ -47,23 +71,14 @@ class FlowPolicy(DenoisingPolicy):
                                         torch.tensor(_BETA_B, device=device))
         return _BETA_S * (1 - beta.sample((n,)))
 
-    def _loss(self, obs, action):
+    def _loss(self, obs, action, is_pad):
         cond = self.encoder(obs)
         x0 = torch.randn_like(action)
         t = self._sample_time(action.shape[0], action.device)
         tt = t.view(-1, 1, 1)
         x_t = (1 - tt) * x0 + tt * action
-        loss = F.mse_loss(self.net(x_t, t * TIME_SCALE, cond), action - x0)
+        loss = regression_loss(self.net(x_t, t * TIME_SCALE, cond), action - x0, is_pad)
         return loss, {"mse_velocity": loss.item()}
 
-    def _sample(self, obs, num_samples, generator):
-        cfg = self.config
-        cond, x = self._start(obs, num_samples, generator)
-        batch = cond.shape[0]
-        dt = 1.0 / cfg.num_steps
-        for i in range(cfg.num_steps):
-            t = torch.full((batch,), i * dt * TIME_SCALE, device=x.device)
-            x = x + dt * self.net(x, t, cond)
-        if cfg.clip_sample:
-            x = x.clamp(-1.0, 1.0)
-        return x.view(-1, num_samples, cfg.horizon, cfg.action_dim)
+    def _scheduler(self, generator):
+        return EulerScheduler(self.config.clip_sample)

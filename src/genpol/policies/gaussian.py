@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import torch
 
 from genpol.policies.base import Policy
-from genpol.policies.config import ConfigError, PolicyConfig, register_config, require_positive
+from genpol.policies.config import ConfigError, PolicyConfig, require_positive
 from genpol.policies.nets.mlp import mlp
 from genpol.policies.nets.observation import ObservationEncoder
+from genpol.policies.padding import drop_padded
 
 
-@register_config
 @dataclass
 class GaussianConfig(PolicyConfig):
     family_name = "gaussian"
@@ -36,6 +36,7 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> 
 
 class GaussianPolicy(Policy):
     config_class = GaussianConfig
+    config: GaussianConfig
 
     def __init__(self, config: GaussianConfig):
         super().__init__(config)
@@ -49,9 +50,9 @@ class GaussianPolicy(Policy):
             -1, 2, cfg.horizon, cfg.action_dim).unbind(1)
         return mean, log_std.clamp(cfg.min_log_std, cfg.max_log_std)
 
-    def _loss(self, obs, action):
+    def _loss(self, obs, action, is_pad):
         mean, log_std = self._params(obs)
-        nll = gaussian_nll(action, mean, log_std).sum(dim=(1, 2)).mean()
+        nll = drop_padded(gaussian_nll(action, mean, log_std), is_pad).sum(dim=(1, 2)).mean()
         return nll, {"nll": nll.item(), "std": log_std.exp().mean().item()}
 
     def _sample(self, obs, num_samples, generator):

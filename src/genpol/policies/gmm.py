@@ -7,13 +7,12 @@ from dataclasses import dataclass
 import torch
 
 from genpol.policies.base import Policy
-from genpol.policies.config import ConfigError, PolicyConfig, register_config, require_positive
+from genpol.policies.config import ConfigError, PolicyConfig, require_positive
 from genpol.policies.gaussian import gaussian_nll
 from genpol.policies.nets.mlp import mlp
 from genpol.policies.nets.observation import ObservationEncoder
 
 
-@register_config
 @dataclass
 class GMMConfig(PolicyConfig):
     family_name = "gmm"
@@ -36,6 +35,7 @@ class GMMConfig(PolicyConfig):
 
 class GMMPolicy(Policy):
     config_class = GMMConfig
+    config: GMMConfig
 
     def __init__(self, config: GMMConfig):
         super().__init__(config)
@@ -51,10 +51,14 @@ class GMMPolicy(Policy):
         mean, log_std = out[:, k:].view(-1, k, 2, d).unbind(2)
         return logits, mean, log_std.clamp(cfg.min_log_std, cfg.max_log_std)
 
-    def _loss(self, obs, action):
+    def _loss(self, obs, action, is_pad):
         logits, mean, log_std = self._params(obs)
         x = action.flatten(1).unsqueeze(1)  # (B, 1, d) against (B, K, d)
-        comp_ll = -gaussian_nll(x, mean, log_std).sum(-1)  # (B, K)
+        terms = gaussian_nll(x, mean, log_std)
+        if is_pad is not None:  # a diagonal Gaussian's marginal: padded dimensions drop out
+            real = (~is_pad).repeat_interleave(self.config.action_dim, dim=1)  # (B, d)
+            terms = terms * real.unsqueeze(1)
+        comp_ll = -terms.sum(-1)  # (B, K)
         ll = torch.logsumexp(torch.log_softmax(logits, -1) + comp_ll, dim=-1)
         nll = -ll.mean()
         return nll, {"nll": nll.item()}

@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from genpol.policies.base import Policy
-from genpol.policies.config import PolicyConfig, register_config, require_positive
+from genpol.policies.config import PolicyConfig, require_positive
 from genpol.policies.nets.mlp import mlp
 from genpol.policies.nets.observation import ObservationEncoder
+from genpol.policies.padding import regression_loss
 
 
-@register_config
 @dataclass
 class MSEConfig(PolicyConfig):
     family_name = "mse"
@@ -26,6 +25,7 @@ class MSEConfig(PolicyConfig):
 
 class MSEPolicy(Policy):
     config_class = MSEConfig
+    config: MSEConfig
     stochastic = False
 
     def __init__(self, config: MSEConfig):
@@ -38,8 +38,8 @@ class MSEPolicy(Policy):
         out = self.head(self.encoder(obs))
         return out.view(-1, self.config.horizon, self.config.action_dim)
 
-    def _loss(self, obs, action):
-        loss = F.mse_loss(self._predict(obs), action)
+    def _loss(self, obs, action, is_pad):
+        loss = regression_loss(self._predict(obs), action, is_pad)
         return loss, {"mse": loss.item()}
 
     def _sample(self, obs, num_samples, generator):

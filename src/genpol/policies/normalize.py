@@ -6,7 +6,8 @@ sample clipping and the binned family's bins assume.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,11 @@ def compute_stats(states: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarr
 
 
 class Normalizer(nn.Module):
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    action_min: torch.Tensor
+    action_max: torch.Tensor
+
     def __init__(self, state_dim: int, action_dim: int):
         super().__init__()
         self.register_buffer("state_mean", torch.zeros(state_dim))
@@ -44,8 +50,8 @@ class Normalizer(nn.Module):
             buf = getattr(self, key)
             value = torch.as_tensor(np.asarray(stats[key]), dtype=torch.float32)
             if value.shape != buf.shape:
-                raise ValueError(
-                    f"statistic {key!r} has shape {tuple(value.shape)}, expected {tuple(buf.shape)}")
+                raise ValueError(f"statistic {key!r} has shape {tuple(value.shape)}, expected "
+                                 f"{tuple(buf.shape)}")
             if not torch.isfinite(value).all():
                 raise ValueError(f"statistic {key!r} holds NaN or inf: {value.tolist()}")
             buf.copy_(value)

@@ -25,7 +25,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         chans = [3, width, width * 2, width * 4, width * 4]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
+        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), _norm(c_out), nn.Mish()]
         self.net = nn.Sequential(*layers)
         self.out_channels = chans[-1]
@@ -41,7 +41,7 @@ class BasicBlock(nn.Module):
         self.norm1 = _norm(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.norm2 = _norm(c_out)
-        self.skip = nn.Identity()
+        self.skip: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
                                       _norm(c_out))
@@ -72,11 +72,13 @@ class ResNet18(nn.Module):
 
 
 class ImageBackbone(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
     """Normalises [0, 1] RGB with ImageNet statistics, then runs the chosen encoder."""
 
     def __init__(self, kind: str):
         super().__init__()
-        self.net = ResNet18() if kind == "resnet18" else SmallCNN()
+        self.net: ResNet18 | SmallCNN = ResNet18() if kind == "resnet18" else SmallCNN()
         self.out_channels = self.net.out_channels
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)

@@ -24,21 +24,20 @@ class ObservationEncoder(nn.Module):
         self.cameras = list(config.cameras)
         d = config.hidden_dim
         self.state_proj = nn.Linear(config.state_dim, d)
-        self.backbones = nn.ModuleDict(
-            {name: ImageBackbone(config.image_encoder) for name in self.cameras})
+        backbones = {name: ImageBackbone(config.image_encoder) for name in self.cameras}
+        self.backbones = nn.ModuleDict(backbones)
         self.image_proj = nn.ModuleDict(
-            {name: nn.Linear(bb.out_channels, d) for name, bb in self.backbones.items()})
+            {name: nn.Linear(bb.out_channels, d) for name, bb in backbones.items()})
         self.out_dim = d
         if mode == "vector":
             self.fuse = mlp(d * (1 + len(self.cameras)), d, d, layers=2)
         else:
             n_tokens = 1
             with torch.no_grad():
-                for name, bb in self.backbones.items():
+                for bb in self.backbones.values():
                     fmap = bb(torch.zeros(1, *config.image_shape))
                     n_tokens += fmap.shape[2] * fmap.shape[3]
             self.pos = nn.Parameter(torch.randn(1, n_tokens, d) * 0.02)
-            self.num_tokens = n_tokens
 
     def forward(self, obs: dict) -> torch.Tensor:
         """(B, D) in vector mode, (B, T, D) in token mode."""

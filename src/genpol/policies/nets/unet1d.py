@@ -8,6 +8,8 @@ per-channel scale and bias (FiLM) rather than as extra input channels.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +83,7 @@ class UNet1D(nn.Module):
         def res(c_in: int, c_out: int) -> CondResBlock:
             return CondResBlock(c_in, c_out, c, kernel_size, n_groups)
 
-        pairs = list(zip([action_dim] + dims[:-1], dims))
+        pairs = list(zip([action_dim] + dims[:-1], dims, strict=True))
         self.down = nn.ModuleList()
         for i, (c_in, c_out) in enumerate(pairs):
             last = i == len(pairs) - 1
@@ -103,13 +105,13 @@ class UNet1D(nn.Module):
         c = torch.cat([self.time_mlp(timestep.expand(x.shape[0])), cond], dim=-1)
         h = F.pad(x.transpose(1, 2), (0, -horizon % self.stride))
         skips = []
-        for res1, res2, downsample in self.down:
+        for res1, res2, downsample in cast(Iterable[nn.ModuleList], self.down):
             h = res2(res1(h, c), c)
             skips.append(h)
             h = downsample(h)
         skips.pop()  # the deepest level is not downsampled, so it needs no skip
         for block in self.mid:
             h = block(h, c)
-        for upsample, res1, res2 in self.up:
+        for upsample, res1, res2 in cast(Iterable[nn.ModuleList], self.up):
             h = res2(res1(torch.cat([upsample(h), skips.pop()], dim=1), c), c)
         return self.final(h)[..., :horizon].transpose(1, 2)
