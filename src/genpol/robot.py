@@ -204,7 +204,7 @@ def link_inertia(lk: Link) -> tuple[np.ndarray, np.ndarray]:
     centres = np.array([s.xyz for s in lk.shapes], float)
     com = (masses[:, None] * centres).sum(0) / lk.mass
     inertia = np.zeros((3, 3))
-    for s, m, c in zip(lk.shapes, masses, centres):
+    for s, m, c in zip(lk.shapes, masses, centres, strict=True):
         rot = rpy_matrix(s.rpy)
         d = c - com
         inertia += rot @ s.inertia(m) @ rot.T + m * (d @ d * np.eye(3) - np.outer(d, d))

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import yaml
 
-from genpol import robot
+from genpol import parameters, robot
 from genpol.bench.common import CpuMeter, latency_stats, run_meta, write_results
 from genpol.planning import PolicyHolder
 from genpol.policies import families as all_families
@@ -38,15 +38,7 @@ FULL = {"iters": 50, "warmup": 5, "max_seconds": 20.0}
 QUICK = {"iters": 10, "warmup": 2, "max_seconds": 5.0}
 
 
-def planner_num_samples() -> int:
-    """The planner's default num_samples, from config/planner.yaml."""
-    from genpol.graph import config_dir
-
-    raw = yaml.safe_load((config_dir() / "planner.yaml").read_text())
-    return int(raw["planner"]["ros__parameters"]["num_samples"])
-
-
-def make_runner(family: str, setting: str, device: str, seed: int = 0) -> PolicyHolder:
+def make_holder(family: str, setting: str, device: str, seed: int = 0) -> PolicyHolder:
     """A PolicyHolder holding an untrained `family` policy at its defaults for the SO-101."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose from {list(SETTINGS)}")
@@ -54,10 +46,10 @@ def make_runner(family: str, setting: str, device: str, seed: int = 0) -> Policy
     config = make_config(family, state_dim=len(robot.JOINT_NAMES),
                          action_dim=len(robot.JOINT_NAMES), horizon=HORIZON,
                          joint_names=list(robot.JOINT_NAMES), **SETTINGS[setting])
-    runner = PolicyHolder(device)
-    runner.policy = make_policy(config).to(runner.device).eval()
-    runner.path = f"<untrained {family}>"
-    return runner
+    holder = PolicyHolder(device)
+    holder.policy = make_policy(config).to(holder.device).eval()
+    holder.path = f"<untrained {family}>"
+    return holder
 
 
 def time_calls(call: Callable[[], Any], iters: int, warmup: int, max_seconds: float,
@@ -83,8 +75,9 @@ def time_calls(call: Callable[[], Any], iters: int, warmup: int, max_seconds: fl
 
 def bench_one(family: str, setting: str, device: str, num_samples: int, iters: int, warmup: int,
               max_seconds: float, seed: int = 0) -> dict[str, Any]:
-    runner = make_runner(family, setting, device, seed)
+    runner = make_holder(family, setting, device, seed)
     policy = runner.policy
+    assert policy is not None
     rng = np.random.default_rng(seed)
     positions = {name: 0.0 for name in robot.JOINT_NAMES}
     images = {cam: rng.integers(0, 256, (IMAGE_SHAPE[1], IMAGE_SHAPE[2], 3), dtype=np.uint8)
@@ -113,7 +106,7 @@ def run(families: list[str] | None = None, settings: list[str] | None = None,
     preset = dict(QUICK if quick else FULL)
     if iters:
         preset["iters"] = iters
-    num_samples = planner_num_samples()
+    num_samples = int(parameters.defaults("planner")["num_samples"])
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     meta = run_meta(command)
     meta.update({
@@ -138,8 +131,8 @@ def run(families: list[str] | None = None, settings: list[str] | None = None,
     for device in devices:
         for setting in settings:
             for family in families:
-                row = bench_one(family, setting, device, num_samples, preset["iters"],
-                                preset["warmup"], preset["max_seconds"], seed)
+                row = bench_one(family, setting, device, num_samples, int(preset["iters"]),
+                                int(preset["warmup"]), preset["max_seconds"], seed)
                 rows.append(row)
                 if progress:
                     print(format_row(row), flush=True)

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -78,7 +78,7 @@ class CaptureStatus:
     reason: str = ""
     retry_in_s: float = 0.0  # while waiting: delay before the next open attempt
 
-    def same_as(self, other: "CaptureStatus") -> bool:
+    def same_as(self, other: CaptureStatus) -> bool:
         return (self.state, self.reason) == (other.state, other.reason)
 
 
@@ -141,7 +141,7 @@ class Capture:
     def close(self) -> None:
         self._release()
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         return self
 
     def __exit__(self, *exc) -> None:

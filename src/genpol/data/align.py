@@ -18,7 +18,8 @@ A message's time is its header stamp when non-zero, else the recorder's receive 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def joint_series(topic: Any, joint_names: Sequence[str], where: str, topic_name:
         if len(positions) != len(names):
             raise DataError(f"{where}: message {i} on {topic_name} has {len(names)} names but "
                             f"{len(positions)} positions")
-        for name, value in zip(names, positions):
+        for name, value in zip(names, positions, strict=True):
             if name in found:
                 found[name][0].append(int(times[i]))
                 found[name][1].append(float(value))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from genpol.data.align import ACTION_TOPIC, STATE_TOPIC, align_episode, select_cameras
 from genpol.data.arrays import DataError

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +78,7 @@ class DatasetWriter:
             ("episode_index", pa.int64()), ("index", pa.int64()), ("task_index", pa.int64())])
         self._row_bytes = 2 * dims * 4 + 4 + 4 * 8
         self._data_pos = (0, 0)
-        self._data_writer = None
+        self._data_writer: Any = None  # pyarrow.parquet.ParquetWriter, opened per file
         self._data_rows = 0
         self._cameras: dict[str, tuple[int, int]] | None = None  # camera -> (height, width)
         self._video: dict[str, Any] = {}  # camera -> open VideoWriter
@@ -201,16 +203,13 @@ class DatasetWriter:
 
     def abort(self) -> None:
         self._closed = True
+        # Best effort: the dataset is being thrown away, and the first error is already raised.
         for writer in self._video.values():
-            try:
+            with contextlib.suppress(Exception):
                 writer.close()
-            except Exception:
-                pass
         if self._data_writer is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._data_writer.close()
-            except Exception:
-                pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _finish(self) -> None:
@@ -304,7 +303,7 @@ class DatasetWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table(columns), path)
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, exc_type, *_) -> None:

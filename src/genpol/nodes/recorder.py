@@ -195,7 +195,9 @@ class RecorderNode(Node):
         def on_message(data: bytes, msg_info: dict, t: str = topic) -> None:
             self._on_message(t, data, msg_info)
 
-        subscription = self.create_subscription(cls, topic, on_message, qos, raw=True)
+        # rclpy passes the MessageInfo to a two-argument callback; its stub names only one.
+        subscription = self.create_subscription(cls, topic, on_message, qos,  # type: ignore[arg-type]
+                                                raw=True)
         self._subs[topic] = _Subscribed(info, subscription, request)
         self._subs[topic].received = received
         if self.core.recording:

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -83,8 +83,8 @@ class EpisodeRecorder:
             return self._writer is not None and topic in self._writer.counts
 
     # ---- episodes ------------------------------------------------------------------------------
-    def start(self, *, task: str = "", fps: float = 30.0, joint_names: list[str] = (),
-              topics: list[TopicInfo] = ()) -> tuple[int, Path]:
+    def start(self, *, task: str = "", fps: float = 30.0, joint_names: Sequence[str] = (),
+              topics: Sequence[TopicInfo] = ()) -> tuple[int, Path]:
         """Open the next episode and register the topics known so far."""
         with self._lock:
             if self._writer is not None:
@@ -132,7 +132,8 @@ class EpisodeRecorder:
             except OSError as exc:
                 self._fail(exc)
                 return None
-            self._meta["topics"][info.topic] = info.msgtype
+            if self._meta is not None:
+                self._meta["topics"][info.topic] = info.msgtype
             return None
 
     def write(self, topic: str, stamp_ns: int, data: bytes,
@@ -161,10 +162,12 @@ class EpisodeRecorder:
                 self._fail(exc)
 
     def _flush_locked(self) -> None:
+        assert self._writer is not None  # callers hold the lock with an episode open
         self._writer.flush()
         self._last_flush = time.monotonic()
 
     def _fail(self, exc: OSError) -> None:
+        assert self._writer is not None
         self.error = (f"writing {self._writer.bag_dir} failed: "
                       f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
         self._writer.abort()
@@ -177,6 +180,7 @@ class EpisodeRecorder:
             if self._writer is None:
                 raise RecordingError("no episode is recording (call start_episode first)")
             writer, meta = self._writer, self._meta
+            assert meta is not None  # set together with the writer
             stop_ns = self.clock_ns()
             meta.update(success=success, mode=mode or None, notes=notes or "",
                         stop_time=ep.wall_time(stop_ns), stop_time_ns=stop_ns,
@@ -215,6 +219,7 @@ class EpisodeRecorder:
         with self._lock:
             if self._writer is not None:
                 writer, meta = self._writer, self._meta
+                assert meta is not None
                 writer.abort()
                 self._writer, self._meta, self.error = None, None, None
                 index, path, what = meta["episode_index"], writer.bag_dir, "recording"

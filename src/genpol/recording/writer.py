@@ -60,6 +60,7 @@ def dump_qos(profiles: list[dict[str, Any]]) -> str:
 class BagWriter(Protocol):
     backend: str
     bag_dir: Path
+    counts: dict[str, int]  # messages written per topic
 
     def add_topic(self, info: TopicInfo) -> None: ...
     def write(self, topic: str, stamp_ns: int, data: bytes, publish_ns: int | None = None
@@ -163,7 +164,8 @@ class McapBagWriter:
 
     def bag_metadata(self, custom_data: dict[str, str]) -> dict[str, Any]:
         start = self.first_ns or 0
-        duration = (self.last_ns - self.first_ns) if self.first_ns is not None else 0
+        duration = (self.last_ns - self.first_ns
+                    if self.first_ns is not None and self.last_ns is not None else 0)
         total = sum(self.counts.values())
         return {
             "version": METADATA_VERSION,

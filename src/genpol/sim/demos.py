@@ -33,7 +33,9 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
     if demos_per_seed <= 0 or not len(seeds):
         raise ValueError("need at least one seed and one demonstration per seed")
     rng = np.random.default_rng(rng_seed)
-    states, actions, images = [], [], {cam: [] for cam in cameras}
+    states: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    images: dict[str, list[np.ndarray]] = {cam: [] for cam in cameras}
     with ArmSim() as sim:
         for seed in seeds:
             for i in range(demos_per_seed):
@@ -41,7 +43,9 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
                 modes = tasks.MODES[task]
                 plan = tasks.expert(inst, modes[i % len(modes)], rng=rng)
                 t0 = sim.time
-                targets = lambda t: plan(t - t0)  # noqa: E731
+
+                def targets(t: float, plan=plan, t0=t0) -> np.ndarray:
+                    return plan(t - t0)
                 for t in np.arange(0.0, plan.duration + settle_s, 1.0 / fps):
                     if t > 0:
                         sim.step(t0 + t - sim.time, targets=targets)

@@ -66,7 +66,7 @@ def solve_path(positions: np.ndarray, pitches: np.ndarray, q_init: np.ndarray) -
     reach, so an expert never silently demonstrates a pose it does not reach."""
     out = np.empty((len(positions), 6))
     q = np.asarray(q_init, float)
-    for k, (p, a) in enumerate(zip(positions, pitches)):
+    for k, (p, a) in enumerate(zip(positions, pitches, strict=True)):
         q, err = solve(p, float(a), q)
         if err > 1e-3:
             raise ValueError(f"IK failed at sample {k}: target {p}, pitch {a:.2f}, "
