@@ -1,54 +1,51 @@
 """`genpol record --sim`: scripted demonstrations recorded through the real recording path.
 
-Starts sim_arm, sim_leader, teleop and recorder as separate node processes (argv and parameter
-files built as `genpol bringup` builds them, from genpol.graph and config/), then for each
-episode: /sim_arm/reset (the next scene), wait for sim_leader's plan, /recorder/start_episode,
-/sim_leader/start (the expert plays through teleop), wait for its end plus a settle, put the
-outcome (sim_arm's success flag, the scene) into the recorder's episode parameters and
-/recorder/stop_episode. The mode reaches the episode's metadata on /leader/mode. Every wait has
-a timeout with a message naming what is missing; the node processes are always stopped.
-
-Lives in nodes/ because it speaks ROS (a client node on its own rclpy Context).
+Starts sim_arm, sim_leader, teleop and recorder as separate node processes (graph.RECORDING,
+resolved and supervised as `genpol bringup` does it), then for each episode: /sim_arm/reset (the
+next scene), wait for sim_leader's plan, /recorder/start_episode, /sim_leader/start (the expert
+plays through teleop), wait for its end plus a settle, put the outcome (sim_arm's success flag,
+the scene) into the recorder's episode parameters and /recorder/stop_episode. The mode reaches
+the episode's metadata on /leader/mode. Every wait has a timeout with a message naming what is
+missing; the node processes are always stopped. Its ROS side is genpol.nodes.record_client,
+spun in the client session; rclpy is imported only once a recording starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rclpy
-from rcl_interfaces.srv import SetParameters
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
-from std_msgs.msg import String
-from std_srvs.srv import Trigger
 
-from genpol import graph, launcher
+from genpol import graph, topics
+from genpol.launcher import Supervisor
 from genpol.recording import episode as ep
 from genpol.sim import tasks
+
+if TYPE_CHECKING:
+    from genpol.nodes.record_client import RecordClient
 
 TASK_TEXT = {
     tasks.REACH_AROUND: "reach the target behind the post, passing it on the left or the right",
     tasks.PICK_PLACE: "pick up the cube and drop it into the bin",
 }
-CAMERA_TOPICS = ["/camera/image_raw", "/wrist_camera/image_raw"]
-STATE_TOPICS = ["/joint_states", "/leader/joint_states"]
+CAMERA_TOPICS = [topics.CAMERA_IMAGE, topics.WRIST_CAMERA_IMAGE]
+STATE_TOPICS = [topics.JOINT_STATES, topics.LEADER_JOINT_STATES]
 STALL_WARN_S = 0.5  # a longer pause in the leader's stream is worth a warning
-LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                     reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+SIM_RESET = topics.service("sim_arm", "reset")
+LEADER_START = topics.service("sim_leader", "start")
+START_EPISODE = topics.service("recorder", "start_episode")
+STOP_EPISODE = topics.service("recorder", "stop_episode")
+DISCARD_EPISODE = topics.service("recorder", "discard_episode")
 
 
 @dataclass
@@ -85,95 +82,11 @@ def _say(settings: RecordSettings, text: str) -> None:
         print(f"[record] {text}", flush=True)
 
 
-class _Client(Node):
-    """Watches sim_arm's, sim_leader's and the recorder's status topics and calls services."""
-
-    def __init__(self, context: Context):
-        super().__init__("genpol_record", context=context)
-        self._lock = threading.Lock()
-        self.latest: dict[str, dict] = {}
-        for key, topic, qos in (("sim", "/sim_arm/episode", 10),
-                                ("plan", "/sim_leader/plan", LATCHED),
-                                ("recorder", "/recorder/status", LATCHED)):
-            self.create_subscription(String, topic, lambda m, k=key: self._on(k, m), qos)
-        self.triggers = {name: self.create_client(Trigger, name) for name in (
-            "/sim_arm/reset", "/sim_leader/start", "/recorder/start_episode",
-            "/recorder/stop_episode", "/recorder/discard_episode")}
-        self.set_params = self.create_client(SetParameters, "/recorder/set_parameters")
-        self.episode_open = False
-
-    def _on(self, key: str, msg: String) -> None:
-        try:
-            data = json.loads(msg.data)
-        except ValueError:
-            return
-        with self._lock:
-            self.latest[key] = data
-
-    def get(self, key: str) -> dict:
-        with self._lock:
-            return dict(self.latest.get(key) or {})
-
-    def missing_services(self) -> list[str]:
-        out = [n for n, c in self.triggers.items() if not c.service_is_ready()]
-        return out + ([] if self.set_params.service_is_ready() else ["/recorder/set_parameters"])
-
-    def call(self, client, request, timeout: float = 10.0):
-        future = client.call_async(request)
-        end = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > end:
-                client.remove_pending_request(future)
-                raise RuntimeError(f"{client.srv_name} did not answer within {timeout:g} s")
-            time.sleep(0.01)
-        return future.result()
-
-    def trigger(self, name: str, timeout: float = 10.0) -> str:
-        result = self.call(self.triggers[name], Trigger.Request(), timeout)
-        if not result.success:
-            raise RuntimeError(f"{name} failed: {result.message}")
-        return result.message
-
-    def set_recorder_params(self, values: dict[str, Any]) -> None:
-        request = SetParameters.Request()
-        request.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-        result = self.call(self.set_params, request)
-        bad = [f"{k}: {r.reason}" for k, r in zip(values, result.results) if not r.successful]
-        if bad:
-            raise RuntimeError(f"the recorder refused parameters: {bad}")
-
-
-class _Ros:
-    """rclpy on a private Context, the client spinning on a background thread."""
-
-    def __init__(self):
-        self.context = Context()
-        # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt that stops the nodes.
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.client = _Client(self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.client)
-        self._thread = threading.Thread(target=self._spin, name="record-spin", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # the context shut down under it
-            pass
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=5.0)
-        self.client.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
 def _wait(what: str, predicate: Callable[[], Any], timeout: float,
-          procs: launcher.NodeProcesses, detail: Callable[[], str] = lambda: "") -> Any:
+          procs: Supervisor, detail: Callable[[], str] = lambda: "") -> Any:
     end = time.monotonic() + timeout
     while True:
-        procs.check_alive()
+        procs.check()
         value = predicate()
         if value:
             return value
@@ -185,20 +98,24 @@ def _wait(what: str, predicate: Callable[[], Any], timeout: float,
         time.sleep(0.05)
 
 
-def _node_specs(settings: RecordSettings, out: Path) -> list[tuple[graph.NodeSpec, dict]]:
-    sim_arm = next(s for s in graph.NODES if s.name == "sim_arm")
-    topics = (CAMERA_TOPICS if settings.cameras else []) + STATE_TOPICS
-    values = {
-        "sim_arm": {"task": settings.task, "seed": settings.seed,
-                    "scene_seed": settings.scene_seed,
-                    "episodes_per_start": settings.episodes_per_start,
+def launch_args(settings: RecordSettings) -> dict[str, str]:
+    return {"task": settings.task, "seed": str(settings.seed),
+            "scene_seed": str(settings.scene_seed)}
+
+
+def node_params(settings: RecordSettings, out: Path) -> dict[str, dict[str, Any]]:
+    """Each node's parameters beyond its config/ file and the launch arguments."""
+    return {
+        "sim_arm": {"episodes_per_start": settings.episodes_per_start,
                     **({} if settings.cameras else {"camera_rate_hz": 0.0})},
         "sim_leader": {"wait_for_start": True, "mode": settings.mode, "seed": settings.seed},
-        "teleop": {},
         "recorder": {"dataset_dir": str(out), "task": TASK_TEXT[settings.task],
-                     "topics": topics, "backend": settings.backend},
+                     "topics": recorded_topics(settings), "backend": settings.backend},
     }
-    return [(spec, values[spec.name]) for spec in (sim_arm, *graph.RECORD_NODES)]
+
+
+def recorded_topics(settings: RecordSettings) -> list[str]:
+    return (CAMERA_TOPICS if settings.cameras else []) + STATE_TOPICS
 
 
 def _interrupt(*_) -> None:
@@ -223,116 +140,125 @@ def _record(settings: RecordSettings) -> list[Path]:
     reason = ep.check_writable(out, 0)
     if reason:
         raise RuntimeError(reason)
+    try:
+        from genpol.nodes.record_client import RecordClient
+        from genpol.nodes.session import Session
+    except ImportError as exc:
+        raise RuntimeError(f"genpol record needs rclpy and the ROS 2 messages ({exc}); `make "
+                           "setup` installs them, or source a ROS 2 distribution") from exc
+    nodes = graph.resolve(launch_args(settings), node_params(settings, out), graph.RECORDING)
     log_dir = Path(tempfile.mkdtemp(prefix="genpol-record-logs-"))
-    topics = (CAMERA_TOPICS if settings.cameras else []) + STATE_TOPICS
     done: list[Path] = []
-    ok = False
-    with tempfile.TemporaryDirectory(prefix="genpol-record-") as tmp, \
-            launcher.NodeProcesses(log_dir) as procs:
-        cfg = graph.config_dir()
-        for spec, values in _node_specs(settings, out):
-            argv = launcher.node_argv(spec, cfg / spec.params_file, values, Path(tmp))
-            procs.start(spec.name, argv)
-        _say(settings, f"started {', '.join(n for n, _ in procs.procs)}; waiting for them "
+    with Supervisor(log_dir, tag="record") as procs:
+        procs.start_graph(nodes)
+        _say(settings, f"started {', '.join(procs.procs)}; waiting for them "
                        f"(logs in {log_dir})")
-        ros = _Ros()
-        try:
-            client = ros.client
+        with Session() as session:
+            client = session.spin(RecordClient(session.context))
             _wait("the nodes' services", lambda: not client.missing_services(),
                   settings.startup_timeout_s, procs, lambda: str(client.missing_services()))
+            wanted = recorded_topics(settings)
 
             def unseen() -> list[str]:
-                received = client.get("recorder").get("received", {})
-                return [t for t in topics if not received.get(t)]
+                received = client.status("recorder").get("received", {})
+                return [t for t in wanted if not received.get(t)]
 
             _wait("messages on every recorded topic", lambda: not unseen(),
                   settings.startup_timeout_s, procs,
                   lambda: f"nothing yet on {unseen()}" + (
                       " (cameras need offscreen GL: see sim_arm's log, or record with "
                       "--no-cameras)" if set(unseen()) & set(CAMERA_TOPICS) else ""))
+            episodes = _Episodes(settings, client, procs)
             try:
                 for i in range(settings.episodes):
-                    done.append(_episode(i, settings, client, procs))
+                    done.append(episodes.record(i))
             except BaseException:
-                _discard_open(settings, client)
+                episodes.discard_open()
                 raise
-            ok = True
-        finally:
-            ros.close()
-    if ok and not settings.keep_logs:
+    if not settings.keep_logs:
         shutil.rmtree(log_dir, ignore_errors=True)
-    elif ok:
+    else:
         _say(settings, f"node logs kept in {log_dir}")
     return done
 
 
-def _discard_open(settings: RecordSettings, client: _Client) -> None:
-    """Interrupted or failed mid-episode: what was recorded is not a demonstration. Discard it,
-    if the recorder opened it (its status says so within a second)."""
-    if not client.episode_open:
-        return
-    end = time.monotonic() + 1.0
-    while not client.get("recorder").get("recording") and time.monotonic() < end:
-        time.sleep(0.02)
-    if client.get("recorder").get("recording"):
-        try:
-            _say(settings, client.trigger("/recorder/discard_episode", timeout=3.0))
-        except Exception:  # the recorder may be shutting down already
-            pass
+class _Episodes:
+    """One episode after another through the recorder; knows whether one is open."""
 
+    def __init__(self, settings: RecordSettings, client: RecordClient, procs: Supervisor):
+        self.settings = settings
+        self.client = client
+        self.procs = procs
+        self.open = False
 
-def _episode(i: int, settings: RecordSettings, client: _Client,
-             procs: launcher.NodeProcesses) -> Path:
-    t_start = time.monotonic()
-    before = client.get("sim").get("episode", -1)
-    client.trigger("/sim_arm/reset")
-    episode = _wait("sim_arm's status after the reset",
-                    lambda: (client.get("sim").get("episode", -1) > before
-                             and client.get("sim")["episode"]), 10.0, procs)
-    plan = _wait(f"sim_leader's plan for episode {episode}",
-                 lambda: (client.get("plan").get("episode") == episode and client.get("plan")),
-                 10.0, procs, lambda: f"its last plan: {client.get('plan')}")
-    time.sleep(settings.settle_s)  # the arm holds the start pose
-    client.episode_open = True  # from here on an interruption discards what was recorded
-    client.trigger("/recorder/start_episode")
-    path = _wait("the recorder to open the episode",
-                 lambda: client.get("recorder").get("recording") and
-                 client.get("recorder").get("path"), 5.0, procs)
-    client.trigger("/sim_leader/start")
-    _wait(f"the {plan['mode']} demonstration to end",
-          lambda: (client.get("plan").get("episode") == episode
-                   and client.get("plan").get("state") == "done"),
-          plan["duration_s"] + 15.0, procs, lambda: f"sim_leader's plan: {client.get('plan')}")
-    time.sleep(settings.settle_s)
-    status = _wait("sim_arm's status", lambda: (client.get("sim").get("episode") == episode
-                                                and client.get("sim")), 5.0, procs)
-    client.set_recorder_params({
-        "episode_success": bool(status["success"]),
-        "episode_extra": json.dumps({"sim": {
-            "task": status["task"], "episode": episode, "seed": status["seed"],
-            "scene_seed": status.get("scene_seed"), "collided": status["collided"],
-            "target": status.get("target"), "expert_mode": plan["mode"],
-            "expert_duration_s": plan["duration_s"]}}),
-    })
-    client.trigger("/recorder/stop_episode")
-    client.episode_open = False
-    path = Path(path)
-    meta = ep.read_metadata(path) or {}
-    if meta.get("mode") != plan["mode"]:
-        raise RuntimeError(f"episode {path.name}: the recorder stored mode {meta.get('mode')!r}"
-                           f", but the expert played {plan['mode']!r}")
-    counts = meta.get("message_counts", {})
-    frames = "+".join(str(counts.get(t, 0)) for t in CAMERA_TOPICS if t in counts)
-    stall = _longest_gap(path, "/leader/joint_states")
-    _say(settings, f"episode {i + 1}/{settings.episodes} -> {path}: {plan['mode']}, "
-                   f"{'success' if status['success'] else 'FAILED'}"
-                   f"{' (collided)' if status['collided'] else ''}, "
-                   f"{counts.get('/joint_states', 0)} joint states"
-                   + (f", {frames} frames" if frames else "")
-                   + f" ({time.monotonic() - t_start:.1f} s)"
-                   + (f"; WARNING: the leader fell silent for {stall:.1f} s (a loaded "
-                      "machine?): consider discarding it" if stall > STALL_WARN_S else ""))
-    return path
+    def discard_open(self) -> None:
+        """Interrupted or failed mid-episode: what was recorded is not a demonstration. Discard
+        it, if the recorder opened it (its status says so within a second)."""
+        if not self.open:
+            return
+        client = self.client
+        end = time.monotonic() + 1.0
+        while not client.status("recorder").get("recording") and time.monotonic() < end:
+            time.sleep(0.02)
+        if client.status("recorder").get("recording"):
+            with contextlib.suppress(Exception):  # the recorder may be shutting down already
+                _say(self.settings, client.trigger(DISCARD_EPISODE, timeout=3.0))
+
+    def record(self, i: int) -> Path:
+        settings, client, procs = self.settings, self.client, self.procs
+        t_start = time.monotonic()
+        before = client.status("sim").get("episode", -1)
+        client.trigger(SIM_RESET)
+        episode = _wait("sim_arm's status after the reset",
+                        lambda: (client.status("sim").get("episode", -1) > before
+                                 and client.status("sim")["episode"]), 10.0, procs)
+        plan = _wait(f"sim_leader's plan for episode {episode}",
+                     lambda: (client.status("plan").get("episode") == episode
+                              and client.status("plan")),
+                     10.0, procs, lambda: f"its last plan: {client.status('plan')}")
+        time.sleep(settings.settle_s)  # the arm holds the start pose
+        self.open = True  # from here on an interruption discards what was recorded
+        client.trigger(START_EPISODE)
+        path = _wait("the recorder to open the episode",
+                     lambda: client.status("recorder").get("recording") and
+                     client.status("recorder").get("path"), 5.0, procs)
+        client.trigger(LEADER_START)
+        _wait(f"the {plan['mode']} demonstration to end",
+              lambda: (client.status("plan").get("episode") == episode
+                       and client.status("plan").get("state") == "done"),
+              plan["duration_s"] + 15.0, procs,
+              lambda: f"sim_leader's plan: {client.status('plan')}")
+        time.sleep(settings.settle_s)
+        status = _wait("sim_arm's status",
+                       lambda: (client.status("sim").get("episode") == episode
+                                and client.status("sim")), 5.0, procs)
+        client.set_parameters("recorder", {
+            "episode_success": bool(status["success"]),
+            "episode_extra": json.dumps({"sim": {
+                "task": status["task"], "episode": episode, "seed": status["seed"],
+                "scene_seed": status.get("scene_seed"), "collided": status["collided"],
+                "target": status.get("target"), "expert_mode": plan["mode"],
+                "expert_duration_s": plan["duration_s"]}}),
+        })
+        client.trigger(STOP_EPISODE)
+        self.open = False
+        path = Path(path)
+        meta = ep.read_metadata(path) or {}
+        if meta.get("mode") != plan["mode"]:
+            raise RuntimeError(f"episode {path.name}: the recorder stored mode "
+                               f"{meta.get('mode')!r}, but the expert played {plan['mode']!r}")
+        counts = meta.get("message_counts", {})
+        frames = "+".join(str(counts.get(t, 0)) for t in CAMERA_TOPICS if t in counts)
+        stall = _longest_gap(path, topics.LEADER_JOINT_STATES)
+        _say(settings, f"episode {i + 1}/{settings.episodes} -> {path}: {plan['mode']}, "
+                       f"{'success' if status['success'] else 'FAILED'}"
+                       f"{' (collided)' if status['collided'] else ''}, "
+                       f"{counts.get(topics.JOINT_STATES, 0)} joint states"
+                       + (f", {frames} frames" if frames else "")
+                       + f" ({time.monotonic() - t_start:.1f} s)"
+                       + (f"; WARNING: the leader fell silent for {stall:.1f} s (a loaded "
+                          "machine?): consider discarding it" if stall > STALL_WARN_S else ""))
+        return path
 
 
 def _longest_gap(path: Path, topic: str) -> float:
