@@ -113,7 +113,7 @@ def run(duration: float = 60.0, out: str | Path | None = None,
     with isolated(out / "logs" / "ros") as env, \
             Supervisor(out / "logs", tag="bench-executor") as procs:
         procs.start_graph(graph_nodes(Path(policy)))
-        argvs = {name: " ".join(p.args) for name, p in procs.procs.items()}
+        argvs = {name: " ".join(map(str, p.args)) for name, p in procs.procs.items()}
         with tick_probe.session(params_file) as session:
             for variant in variants:
                 rows.append(_measure(session, variant, duration, warmup,

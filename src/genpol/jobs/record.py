@@ -232,7 +232,7 @@ class _Episodes:
         status = _wait("sim_arm's status",
                        lambda: (client.status("sim").get("episode") == episode
                                 and client.status("sim")), 5.0, procs)
-        client.set_parameters("recorder", {
+        client.set_node_parameters("recorder", {
             "episode_success": bool(status["success"]),
             "episode_extra": json.dumps({"sim": {
                 "task": status["task"], "episode": episode, "seed": status["seed"],

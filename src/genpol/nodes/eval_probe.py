@@ -94,7 +94,7 @@ class EvalProbe(ClientNode):
             self.frames_seen += 1
             rec = self._rec
             wanted = rec is not None and rec.record_frames and stamp_s(msg.header.stamp) >= rec.t0
-        if not wanted:
+        if not wanted or rec is None:
             return
         try:
             img = from_image_fields(msg.height, msg.width, msg.encoding, msg.step, msg.data)

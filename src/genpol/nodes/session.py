@@ -4,7 +4,7 @@ A job runs in a plain Python process that also supervises the graph, so its rclp
 stay out of the way: a private Context (nothing else in the process shares its shutdown), each
 node spinning on a background thread, and no rclpy signal handlers, so Ctrl-C stays Python's
 KeyboardInterrupt and the job stops the graph in order. `ClientNode` is what a job's node needs:
-service calls with a timeout (Trigger, SetParameters) and the latest message of a topic.
+service calls with a timeout (Trigger, another node's SetParameters) and topics' latest messages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.srv import SetParameters
@@ -26,6 +26,8 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 from genpol import topics
+
+N = TypeVar("N", bound=Node)
 
 
 class Session:
@@ -43,7 +45,7 @@ class Session:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def spin(self, node: Node, executor: Executor | None = None) -> Node:
+    def spin(self, node: N, executor: Executor | None = None) -> N:
         """Spin `node` on a background thread (a SingleThreadedExecutor unless given one)."""
         executor = executor or SingleThreadedExecutor(context=self.context)
         executor.add_node(node)
@@ -78,25 +80,25 @@ class ClientNode(Node):
 
     def __init__(self, name: str, context: Context, **kwargs: Any):
         super().__init__(name, context=context, **kwargs)
-        self._lock = threading.Lock()
+        self._latest_lock = threading.Lock()
         self._latest: dict[str, Any] = {}
-        self._services: dict[str, Client] = {}
+        self._service_clients: dict[str, Client] = {}
 
     # ---- services ---------------------------------------------------------------------------
     def service(self, srv_type: type, name: str) -> Client:
         """The client of service `name` (created on first use, then kept)."""
-        if name not in self._services:
-            self._services[name] = self.create_client(srv_type, name)
-        return self._services[name]
+        if name not in self._service_clients:
+            self._service_clients[name] = self.create_client(srv_type, name)
+        return self._service_clients[name]
 
     def missing_services(self) -> list[str]:
         """Services this node has clients for that have no server yet."""
-        return [name for name, c in self._services.items() if not c.service_is_ready()]
+        return [name for name, c in self._service_clients.items() if not c.service_is_ready()]
 
     def call(self, name: str, request: Any, timeout: float = 10.0) -> Any:
         """Call service `name` (its client made by service()) and wait for the answer;
         RuntimeError if none comes within `timeout` seconds."""
-        client = self._services[name]
+        client = self._service_clients[name]
         future = client.call_async(request)
         end = time.monotonic() + timeout
         while not future.done():
@@ -114,9 +116,10 @@ class ClientNode(Node):
             raise RuntimeError(f"{name} failed: {getattr(result, 'message', 'no response')}")
         return result.message
 
-    def set_parameters(self, node: str, values: dict[str, Any], timeout: float = 10.0) -> None:
-        """Set parameters of `node` through its set_parameters service; RuntimeError naming
-        every value it refused."""
+    def set_node_parameters(self, node: str, values: dict[str, Any],
+                            timeout: float = 10.0) -> None:
+        """Set parameters of another node through its set_parameters service (Node's own
+        set_parameters sets this node's); RuntimeError naming every value it refused."""
         name = topics.service(node, "set_parameters")
         self.service(SetParameters, name)
         request = SetParameters.Request()
@@ -137,11 +140,11 @@ class ClientNode(Node):
                 value = convert(msg)
             except ValueError:
                 return
-            with self._lock:
+            with self._latest_lock:
                 self._latest[key] = value
 
         self.create_subscription(msg_type, topic, on_msg, qos)
 
     def latest(self, key: str, default: Any = None) -> Any:
-        with self._lock:
+        with self._latest_lock:
             return self._latest.get(key, default)
