@@ -1,8 +1,8 @@
 """ros2 launch genpol bringup.launch.py [sim:=true] [policy_path:=DIR] [executor_mode:=ensemble]
 [rviz:=false] [use_mock_hardware:=true] [task:=reach_around] [seed:=0] [scene_seed:=-1]
 
-No logic of its own: nodes and parameters come from genpol.graph and config/*.yaml, the same
-definition `genpol bringup` starts without ROS launch.
+No logic of its own: genpol.graph.resolve gives every node with its parameters (the same specs
+`genpol bringup` starts without ROS launch); this file only turns each into a launch_ros Node.
 """
 
 from launch import LaunchDescription
@@ -14,16 +14,12 @@ from genpol import graph
 
 
 def _nodes(context):
-    args = graph.resolve_arguments(
-        {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.ARGUMENTS})
-    actions = []
-    for spec in graph.select(args):
-        params_file, values = graph.parameters(spec, args)
-        params = ([str(params_file)] if params_file else []) + ([values] if values else [])
-        actions.append(Node(package=spec.package, executable=spec.executable, name=spec.name,
-                            parameters=params, arguments=graph.node_arguments(spec),
-                            output="screen", emulate_tty=True))
-    return actions
+    args = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.ARGUMENTS}
+    return [Node(package=node.package, executable=node.executable, name=node.name,
+                 parameters=[str(p) for p in node.params_files] + (
+                     [node.params] if node.params else []),
+                 arguments=list(node.arguments), output="screen", emulate_tty=True)
+            for node in graph.resolve(args)]
 
 
 def generate_launch_description():

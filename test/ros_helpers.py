@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node

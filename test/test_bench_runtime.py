@@ -7,8 +7,10 @@ import math
 
 import pytest
 
+from genpol import cli
 from genpol.bench import executor as bench_executor
 from genpol.bench import planner as bench_planner
+from genpol.jobs import bench_executor as executor_job
 
 META_KEYS = {"command", "host_cpu", "torch", "date", "cpu_count"}
 
@@ -32,7 +34,7 @@ def test_planner_bench_writes_well_formed_results(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     meta = saved["_meta"]
-    assert META_KEYS <= set(meta) and meta["command"] == "test"
+    assert set(meta) >= META_KEYS and meta["command"] == "test"
     assert meta["num_samples"] == 8 and "cpu" in meta["devices"]
     assert "untrained" in meta["weights"]
     rows = saved["results"]
@@ -49,11 +51,31 @@ def test_planner_bench_refuses_unknown_names(tmp_path):
         bench_planner.run(["mse"], ["stereo"], out=tmp_path, progress=False)
 
 
+def test_each_bench_takes_only_its_own_options(capsys):
+    parse = cli.build_parser().parse_args
+    args = parse(["bench", "multimodal", "--quick", "--device", "cuda", "--jobs", "3"])
+    assert (args.bench, args.device, args.jobs, args.quick) == ("multimodal", "cuda", 3, True)
+    args = parse(["bench", "planner", "--settings", "state", "--iters", "5", "--out", "o"])
+    assert (args.settings, args.iters, args.out) == ("state", 5, "o")
+    args = parse(["bench", "executor", "--quick", "--variants", "thread", "--duration", "5"])
+    assert (args.variants, args.duration, args.train_steps) == ("thread", 5.0, 300)
+    assert args.func is cli.cmd_bench_executor
+    for wrong in (["bench", "planner", "--jobs", "2"], ["bench", "planner", "--device", "cuda"],
+                  ["bench", "executor", "--device", "cuda"],
+                  ["bench", "executor", "--families", "flow"],
+                  ["bench", "multimodal", "--variants", "thread"],
+                  ["bench", "obstacle"], ["bench"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse(wrong)
+        assert exit_.value.code == 2, wrong
+    assert "unrecognized arguments: --jobs" in capsys.readouterr().err
+
+
 def test_executor_bench_short_run(ros_env, tmp_path):
-    results = bench_executor.run(duration=4.0, out=tmp_path, variants=("thread",), train_steps=5,
+    results = executor_job.run(duration=4.0, out=tmp_path, variants=("thread",), train_steps=5,
                                  demos=2, warmup=0.5, progress=False, command="test")
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert META_KEYS <= set(saved["_meta"])
+    assert set(saved["_meta"]) >= META_KEYS
     (row,) = saved["results"]
     assert row["variant"] == "thread" and row["tick_source"] == "thread"
     assert row["ticks"] >= 0.8 * row["expected_ticks"]

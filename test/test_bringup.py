@@ -6,11 +6,7 @@ never through) and put its tip on the target."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,66 +15,53 @@ rclpy = pytest.importorskip("rclpy")
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from genpol import robot  # noqa: E402
+from genpol.launcher import Supervisor  # noqa: E402
 from genpol.sim import tasks  # noqa: E402
-from ros_helpers import TopicCollector, wait_for  # noqa: E402
+from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
 
 TOLERANCE = 0.03  # m; the task's own success radius is 2 cm, held for 0.5 s
 
 
 def _tip(msg: JointState) -> np.ndarray:
-    by_name = dict(zip(msg.name, msg.position))
+    by_name = dict(zip(msg.name, msg.position, strict=True))
     return robot.forward_kinematics(np.array([by_name[j] for j in robot.JOINT_NAMES]))
 
 
 def test_bringup_reaches_around_the_obstacle(ros, reach_policy, tmp_path):
     seed = reach_policy.seeds[0]  # the pose the graph starts in, before any ~/reset
     task = tasks.sample(tasks.REACH_AROUND, seed, reach_policy.scene_seed)
-    log = open(tmp_path / "bringup.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genpol.cli", "bringup", f"policy_path:={reach_policy.path}",
-         "executor_mode:=latest", f"seed:={seed}", f"scene_seed:={reach_policy.scene_seed}"],
-        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    # `genpol bringup` under the supervisor the jobs use: stop() is Ctrl-C first (SIGINT), and
+    # only a bringup that ignores it gets SIGTERM, then SIGKILL.
+    supervisor = Supervisor(tmp_path, grace=20.0, tag="test")
+    supervisor.start("bringup", [
+        sys.executable, "-m", "genpol.cli", "bringup", f"policy_path:={reach_policy.path}",
+        "executor_mode:=latest", f"seed:={seed}", f"scene_seed:={reach_policy.scene_seed}"])
     probe = rclpy.create_node("probe")
     states = TopicCollector(probe, JointState, "/joint_states")
-    from rclpy.executors import SingleThreadedExecutor
-
-    executor = SingleThreadedExecutor()
-    executor.add_node(probe)
-    import threading
-
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
     try:
-        assert states.wait(10, timeout=60), "no /joint_states from sim_arm"
-        start = _tip(states.messages[-1])
-        assert np.linalg.norm(start - task.target) > 0.1
+        with spinning(probe):
+            assert states.wait(10, timeout=60), "no /joint_states from sim_arm"
+            start = _tip(states.messages[-1])
+            assert np.linalg.norm(start - task.target) > 0.1
 
-        def arrived() -> bool:
-            # the task's own success: at the target and held there for ~0.5 s (50 states).
-            # Not "motionless": a sampled policy keeps making mm-sized corrections at the goal.
-            tips = np.array([_tip(m) for m in states.messages[-50:]])
-            return len(tips) == 50 and bool(
-                (np.linalg.norm(tips - task.target, axis=1) < TOLERANCE).all())
+            def arrived() -> bool:
+                # the task's own success: at the target and held there for ~0.5 s (50
+                # states). Not "motionless": a sampled policy keeps making mm-sized
+                # corrections at the goal.
+                tips = np.array([_tip(m) for m in states.messages[-50:]])
+                return len(tips) == 50 and bool(
+                    (np.linalg.norm(tips - task.target, axis=1) < TOLERANCE).all())
 
-        reached = wait_for(arrived, timeout=45, interval=0.2)
-        tips = np.array([_tip(m) for m in states.messages])
-        final = np.linalg.norm(tips[-1] - task.target)
-        mode = tasks.mode_of(task, tips)
-        assert proc.poll() is None, "a node of the graph died"
-        assert reached, f"tip ended {final * 100:.1f} cm from the target (mode {mode})"
-        assert mode in ("left", "right"), f"the arm went {mode}, not around the post"
+            reached = wait_for(arrived, timeout=45, interval=0.2)
+            tips = np.array([_tip(m) for m in states.messages])
+            final = np.linalg.norm(tips[-1] - task.target)
+            mode = tasks.mode_of(task, tips)
+            assert supervisor.exited() is None, "a node of the graph died"
+            assert reached, f"tip ended {final * 100:.1f} cm from the target (mode {mode})"
+            assert mode in ("left", "right"), f"the arm went {mode}, not around the post"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = "killed"
-        executor.shutdown(timeout_sec=2)
-        probe.destroy_node()
-        log.seek(0)
-        output = log.read()
-        log.close()
+        code = supervisor.stop()["bringup"]
+        output = (tmp_path / "bringup.log").read_text()
         print(output[-4000:])
     assert code == 0, f"genpol bringup did not stop cleanly on Ctrl-C ({code})"
     for name in ("sim_arm", "planner", "executor"):

@@ -17,16 +17,17 @@ import numpy as np
 import pytest
 
 from genpol import cli
-from genpol.evaluation.metrics import (OUTCOMES, Episode, format_table, judge, mode_entropy,
-                                       mode_fractions, summarize)
+from genpol.evaluation.metrics import (OUTCOMES, EpisodeOutcome, format_table, judge,
+                                       mode_entropy, mode_fractions, summarize)
 from genpol.sim import tasks
 
 MODES = tasks.MODES[tasks.REACH_AROUND]
 
 
-def _episode(i: int, outcome: str, mode: str, duration: float = 3.0, dist=None) -> Episode:
-    return Episode(index=i, seed=i + 1, scene_seed=0, outcome=outcome, duration_s=duration,
-                   mode=mode, final_distance_m=dist)
+def _episode(i: int, outcome: str, mode: str, duration: float = 3.0,
+             dist=None) -> EpisodeOutcome:
+    return EpisodeOutcome(index=i, seed=i + 1, scene_seed=0, outcome=outcome,
+                          duration_s=duration, mode=mode, final_distance_m=dist)
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -101,7 +102,8 @@ def test_plot_and_video_files(tmp_path):
     import matplotlib.image
 
     from genpol.evaluation.plots import plot_paths
-    from genpol.evaluation.video import Clip, render_clips, write_mp4
+    from genpol.data.video import write_mp4
+    from genpol.evaluation.video import Clip, render_clips
 
     inst = tasks.sample(tasks.REACH_AROUND, 1, 0)
     path = np.linspace(inst.obstacle + [-0.06, 0.0, 0.08], inst.target, 30)
@@ -133,7 +135,7 @@ def test_bad_policy_path_is_refused_before_anything_starts(tmp_path, capsys):
 
 
 def test_node_parameters_are_checked_and_typed_like_their_config(tmp_path, capsys):
-    from genpol.evaluation.runner import _typed_like_config
+    from genpol.jobs.eval import _typed_like_config
 
     typed = _typed_like_config("planner", {"inference_rate_hz": 2, "num_samples": 16})
     assert typed == {"inference_rate_hz": 2.0, "num_samples": 16}

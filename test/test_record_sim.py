@@ -86,8 +86,8 @@ def test_genpol_record_sim_two_episodes(ros_env, tmp_path):
             assert len(episode.topics[topic].messages) > 5, topic
         # The follower went the way the metadata says, and ended where the leader did.
         def joints(msgs):
-            return np.array([[dict(zip(m.name, m.position))[j] for j in robot.JOINT_NAMES]
-                             for m in msgs])
+            return np.array([[dict(zip(m.name, m.position, strict=True))[j]
+                              for j in robot.JOINT_NAMES] for m in msgs])
 
         follower = joints(episode.topics["/joint_states"].messages)
         leader = joints(episode.topics["/leader/joint_states"].messages)
@@ -122,7 +122,7 @@ def test_teleop_follows_the_leader_by_name_and_refuses_nan(ros):
         assert arm.wait(1) and gripper.wait(1)
         traj = arm.messages[-1]
         assert list(traj.joint_names) == list(robot.ARM_JOINTS)
-        q = dict(zip(traj.joint_names, traj.points[0].positions))
+        q = dict(zip(traj.joint_names, traj.points[0].positions, strict=True))
         assert q["shoulder_pan"] == pytest.approx(0.2) and q["elbow_flex"] == pytest.approx(0.4)
         assert q["wrist_roll"] == pytest.approx(robot.upper_limits()[4])
         assert traj.header.stamp.sec == 0 and len(traj.points) == 1

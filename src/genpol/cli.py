@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -46,56 +47,62 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.name == "multimodal":
-        from genpol.bench import multimodal
+def cmd_bench_multimodal(args: argparse.Namespace) -> int:
+    """Policy families on the obstacle task."""
+    from genpol.bench import multimodal
 
-        families = args.families.split(",") if args.families else None
-        start = time.perf_counter()
-        results = multimodal.run(families, quick=args.quick, out=args.out, seed=args.seed,
-                                 device=args.device, progress=not args.no_progress,
-                                 jobs=args.jobs)
-        print()
-        print(multimodal.format_table(results))
-        out = args.out or "bench-results/multimodal"
-        print(f"\nwall time {time.perf_counter() - start:.1f} s; results in {out}/results.json")
-        return 0
-    if args.name in ("planner", "executor"):
-        return _bench_runtime(args)
-    raise SystemExit(f"unknown benchmark {args.name!r}; known: multimodal, planner, executor")
+    families = args.families.split(",") if args.families else None
+    start = time.perf_counter()
+    results = multimodal.run(families, quick=args.quick, out=args.out, seed=args.seed,
+                             device=args.device, progress=not args.no_progress, jobs=args.jobs)
+    return _bench_done(multimodal.format_table(results), start,
+                       args.out or "bench-results/multimodal")
 
 
-def _bench_runtime(args: argparse.Namespace) -> int:
-    """`genpol bench planner` (chunk latency per family) and `genpol bench executor` (tick
-    timing beside a live planner and simulator)."""
+def _bench_command() -> str:
     import shlex
 
-    command = shlex.join(["genpol", *sys.argv[1:]])
-    out = args.out or f"bench-results/{args.name}"
-    start = time.perf_counter()
-    if args.name == "planner":
-        from genpol.bench import planner as bench
+    return shlex.join(["genpol", *sys.argv[1:]])
 
-        results = bench.run(args.families.split(",") if args.families else None,
-                            args.settings.split(",") if args.settings else None,
-                            quick=args.quick, out=out, seed=args.seed, iters=args.iters,
-                            threads=args.threads, progress=not args.no_progress,
-                            command=command)
-    else:
-        from genpol.bench import executor as bench
 
-        duration = args.duration if args.duration is not None else (10.0 if args.quick else 60.0)
-        try:
-            results = bench.run(duration, out=out, variants=args.variants.split(","),
-                                policy=args.policy, train_steps=args.train_steps, seed=args.seed,
-                                progress=not args.no_progress, command=command)
-        except RuntimeError as exc:
-            print(f"genpol bench executor: error: {exc}", file=sys.stderr)
-            return 1
+def _bench_done(table: str, start: float, out: str) -> int:
     print()
-    print(bench.format_table(results))
+    print(table)
     print(f"\nwall time {time.perf_counter() - start:.1f} s; results in {out}/results.json")
     return 0
+
+
+def cmd_bench_planner(args: argparse.Namespace) -> int:
+    """Chunk latency per family."""
+    from genpol.bench import planner as bench
+
+    out = args.out or "bench-results/planner"
+    start = time.perf_counter()
+    results = bench.run(args.families.split(",") if args.families else None,
+                        args.settings.split(",") if args.settings else None,
+                        quick=args.quick, out=out, seed=args.seed, iters=args.iters,
+                        threads=args.threads, progress=not args.no_progress,
+                        command=_bench_command())
+    return _bench_done(bench.format_table(results), start, out)
+
+
+def cmd_bench_executor(args: argparse.Namespace) -> int:
+    """Tick timing beside a live planner and simulator."""
+    from genpol.bench.executor import format_table
+    from genpol.jobs import bench_executor
+
+    out = args.out or "bench-results/executor"
+    start = time.perf_counter()
+    duration = args.duration if args.duration is not None else (10.0 if args.quick else 60.0)
+    try:
+        results = bench_executor.run(duration, out=out, variants=args.variants.split(","),
+                                     policy=args.policy, train_steps=args.train_steps,
+                                     seed=args.seed, progress=not args.no_progress,
+                                     command=_bench_command())
+    except RuntimeError as exc:
+        print(f"genpol bench executor: error: {exc}", file=sys.stderr)
+        return 1
+    return _bench_done(format_table(results), start, out)
 
 
 def _guarded(name: str, fn, /, *args, **kwargs) -> int:
@@ -112,7 +119,7 @@ def _guarded(name: str, fn, /, *args, **kwargs) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from genpol import demo
+    from genpol.jobs import demo
 
     print("genpol demo: record demonstrations in simulation -> LeRobot v3 dataset -> train -> "
           "closed-loop evaluation through the ROS graph\n", flush=True)
@@ -145,7 +152,7 @@ def _node_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def cmd_eval(args: argparse.Namespace) -> int:
     import shlex
 
-    from genpol.evaluation.runner import EvalSettings, run
+    from genpol.jobs.eval import EvalSettings, run
 
     settings = EvalSettings(
         policy=args.policy, task=args.task, episodes=args.episodes, out=args.out,
@@ -160,7 +167,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise SystemExit("genpol record: only --sim is implemented: on a real arm, run the "
                          "teleop and recorder nodes and call /recorder/start_episode and "
                          "/recorder/stop_episode (README: Recording demonstrations)")
-    from genpol.nodes.record_session import RecordSettings, record_sim
+    from genpol.jobs.record import RecordSettings, record_sim
 
     settings = RecordSettings(task=args.task, episodes=args.episodes, out=args.out,
                               seed=args.seed, scene_seed=args.scene_seed, mode=args.mode,
@@ -314,36 +321,52 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=cmd_demo)
 
-    for name, func, helptext in (("bench", cmd_bench, "run a benchmark"),):
-        b = sub.add_parser(name, help=helptext)
-        if name == "bench":
-            b.add_argument("name", help="benchmark name: multimodal, planner or executor")
-            b.add_argument("--quick", action="store_true", help="the short form (<= 2 min)")
-            b.add_argument("--families", help="comma-separated subset of families")
-            b.add_argument("--settings", help="planner: comma-separated subset of state, "
-                                              "camera, camera_resnet18")
-            b.add_argument("--iters", type=int, help="planner: timed calls per row (default 50, "
-                                                     "--quick 10)")
-            b.add_argument("--threads", type=int, help="planner: torch threads (default: "
-                                                       "torch's, as the planner node runs)")
-            b.add_argument("--duration", type=float,
-                           help="executor: seconds measured per tick source (default 60, "
-                                "--quick 10)")
-            b.add_argument("--variants", default="thread,thread_plain,timer,timer_mt",
-                           help="executor: comma-separated subset of thread, thread_plain, "
-                                "timer, timer_mt")
-            b.add_argument("--policy", help="executor: the planner's checkpoint (default: train "
-                                            "a small flow policy, cached under --out)")
-            b.add_argument("--train-steps", type=int, default=300,
-                           help="executor: training steps of that policy")
-        b.add_argument("--out", help="output folder")
-        b.add_argument("--seed", type=int, default=0)
-        b.add_argument("--device", default="cpu")
-        b.add_argument("--no-progress", action="store_true")
-        b.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                       help="families trained in parallel, one torch thread each")
-        b.set_defaults(func=func)
+    _add_bench(sub)
     return p
+
+
+def _add_bench(sub) -> None:
+    """`genpol bench NAME`: one subcommand per benchmark, each with only the options it uses."""
+    b = sub.add_parser("bench", help="run a benchmark",
+                       description="multimodal: policy families on the obstacle task; planner: "
+                                   "chunk latency per family; executor: tick timing beside a "
+                                   "live planner and simulator.")
+    benches = b.add_subparsers(dest="bench", required=True, metavar="{multimodal,planner,executor}")
+
+    def common(name: str, helptext: str, func) -> argparse.ArgumentParser:
+        c = benches.add_parser(name, help=helptext, description=helptext)
+        c.add_argument("--quick", action="store_true", help="the short form (<= 2 min)")
+        c.add_argument("--out", help=f"output folder (default bench-results/{name})")
+        c.add_argument("--seed", type=int, default=0)
+        c.add_argument("--no-progress", action="store_true")
+        c.set_defaults(func=func)
+        return c
+
+    m = common("multimodal", "policy families on the two-way obstacle task: success, "
+                             "collisions, mode entropy", cmd_bench_multimodal)
+    m.add_argument("--families", help="comma-separated subset of families")
+    m.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    m.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="families trained in parallel, one torch thread each")
+
+    p = common("planner", "the planner's call per observation, per family and camera setting",
+               cmd_bench_planner)
+    p.add_argument("--families", help="comma-separated subset of families")
+    p.add_argument("--settings", help="comma-separated subset of state, camera, camera_resnet18")
+    p.add_argument("--iters", type=int, help="timed calls per row (default 50, --quick 10)")
+    p.add_argument("--threads", type=int,
+                   help="torch threads (default: torch's, as the planner node runs)")
+
+    e = common("executor", "the executor's 50 Hz tick timing beside a live planner and "
+                           "simulator", cmd_bench_executor)
+    e.add_argument("--duration", type=float,
+                   help="seconds measured per tick source (default 60, --quick 10)")
+    e.add_argument("--variants", default="thread,thread_plain,timer,timer_mt",
+                   help="comma-separated subset of thread, thread_plain, timer, timer_mt")
+    e.add_argument("--policy", help="the planner's checkpoint (default: train a small flow "
+                                    "policy, cached under --out)")
+    e.add_argument("--train-steps", type=int, default=300,
+                   help="training steps of that policy")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

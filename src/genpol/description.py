@@ -41,7 +41,7 @@ def _f(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _v(values: Sequence[float]) -> str:
+def _v(values: Sequence[float] | np.ndarray) -> str:
     return " ".join(_f(v) for v in values)
 
 
@@ -99,14 +99,14 @@ def _urdf_joint(jf: robot.JointFrame, limit: robot.JointLimit) -> list[str]:
 
 
 def _ros2_control(name: str, plugin: str, params: Mapping[str, str],
-                  initial: Sequence[float],
+                  initial: Sequence[float] | np.ndarray,
                   joint_params: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     out = [f'  <ros2_control name="{name}" type="system">',
            "    <hardware>",
            f"      <plugin>{escape(plugin)}</plugin>"]
     out += [f"      <param name={quoteattr(k)}>{escape(str(v))}</param>" for k, v in params.items()]
     out.append("    </hardware>")
-    for limit, q0 in zip(robot.JOINTS, initial):
+    for limit, q0 in zip(robot.JOINTS, initial, strict=True):
         out.append(f'    <joint name="{limit.name}">')
         out += [f"      <param name={quoteattr(k)}>{escape(str(v))}</param>"
                 for k, v in (joint_params or {}).get(limit.name, {}).items()]
@@ -146,7 +146,7 @@ def urdf(hardware_plugin: str = DEFAULT_PLUGIN, hardware_params: Mapping[str, st
               for c, m in materials.items()]
     for lk in robot.LINKS:
         lines += _urdf_link(lk, materials)
-    for jf, limit in zip(robot.JOINT_FRAMES, robot.JOINTS):
+    for jf, limit in zip(robot.JOINT_FRAMES, robot.JOINTS, strict=True):
         lines += _urdf_joint(jf, limit)
     lines += [f'  <link name="{TIP_SITE}"/>',
               f'  <joint name="{TIP_SITE}_joint" type="fixed">',
@@ -206,7 +206,7 @@ def mjcf_parts(base_pos: Sequence[float] = (0.0, 0.0, 0.0),
         lk = robot.link(link_name)
         com, inertia = robot.link_inertia(lk)
         if jf is None:
-            pos, quat = base_pos, (1.0, 0.0, 0.0, 0.0)
+            pos, quat = base_pos, np.array([1.0, 0.0, 0.0, 0.0])
         else:
             pos, quat = jf.xyz, robot.rpy_quaternion(jf.rpy)
         full = (inertia[0, 0], inertia[1, 1], inertia[2, 2],

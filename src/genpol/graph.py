@@ -1,15 +1,20 @@
 """The one graph definition: which nodes make up a bringup, with which parameters.
 
-`launch/bringup.launch.py` (ros2 launch) and `genpol bringup` (no ROS distribution needed) both
-read this, so the two cannot drift apart. No rclpy here: this is plain data.
+`resolve(args)` turns launch arguments into finished node specs (ResolvedNode). The launch file
+(`launch/bringup.launch.py`: launch_ros Nodes) and the supervisor (`genpol.launcher`: argv) each
+translate those once, so `ros2 launch` and `genpol bringup` cannot drift apart; jobs (eval,
+record) pass their own parameter values through `resolve` too. No rclpy here: this is plain data.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from genpol import description
 
 PACKAGE = "genpol"
 
@@ -60,9 +65,11 @@ def _real(name: str, executable: str, package: str, **kw: Any) -> NodeSpec:
     return NodeSpec(name, executable, package, when="real", **kw)
 
 
+SIM_ARM = NodeSpec("sim_arm", "sim_arm", params_file="sim_arm.yaml", when="sim",
+                   overrides=(("task", "task"), ("seed", "seed"), ("scene_seed", "scene_seed")))
+
 NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("sim_arm", "sim_arm", params_file="sim_arm.yaml", when="sim",
-             overrides=(("task", "task"), ("seed", "seed"), ("scene_seed", "scene_seed"))),
+    SIM_ARM,
     NodeSpec("camera", "camera", params_file="camera.yaml", when="real"),
     NodeSpec("planner", "planner", params_file="planner.yaml",
              overrides=(("policy_path", "policy_path"),)),
@@ -91,6 +98,26 @@ RECORD_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("teleop", "teleop", params_file="teleop.yaml"),
     NodeSpec("recorder", "recorder", params_file="recorder.yaml"),
 )
+#: The graph `genpol record --sim` runs: the simulated arm and the recording nodes.
+RECORDING: tuple[NodeSpec, ...] = (SIM_ARM, *RECORD_NODES)
+
+
+@dataclass(frozen=True)
+class ResolvedNode:
+    """One node as it will run: what the launch file gives launch_ros's Node, and what the
+    supervisor turns into argv. `params` override the files, in order."""
+
+    name: str
+    package: str
+    executable: str
+    params_files: tuple[Path, ...]
+    params: dict[str, Any]
+    arguments: tuple[str, ...]
+
+    @property
+    def own(self) -> bool:
+        """True for genpol's nodes (run as `python -m genpol.nodes.<executable>`)."""
+        return self.package == PACKAGE
 
 
 def config_dir() -> Path:
@@ -133,34 +160,51 @@ def typed(name: str, value: str) -> Any:
     return int(value) if kind == "int" else value
 
 
-def select(args: dict[str, str]) -> list[NodeSpec]:
+def select(args: Mapping[str, str], nodes: Sequence[NodeSpec] = NODES) -> list[NodeSpec]:
+    """The nodes these (resolved) launch arguments start."""
     sim = args["sim"] == "true"
     keep = {"always", "sim" if sim else "real"} | ({"rviz"} if args["rviz"] == "true" else set())
-    return [spec for spec in NODES if keep & set(spec.when.split("|"))]
+    return [spec for spec in nodes if keep & set(spec.when.split("|"))]
 
 
-def parameters(spec: NodeSpec, args: dict[str, str]) -> tuple[Path | None, dict[str, Any]]:
-    """(parameter file or None, parameter values overriding it) for one node."""
+def resolve(args: Mapping[str, str], overrides: Mapping[str, Mapping[str, Any]] | None = None,
+            nodes: Sequence[NodeSpec] = NODES) -> list[ResolvedNode]:
+    """Finished node specs for launch arguments `args` (defaults filled in, checked).
+
+    Each node's parameters: its config/ file, then the launch arguments it takes, the URDF where
+    it needs one, then `overrides[node]` (a job's own values: eval's --param, record's settings).
+    An override for a node these arguments do not start is refused.
+    """
+    args = resolve_arguments(dict(args))
+    selected = select(args, nodes)
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - {spec.name for spec in selected})
+    if unknown:
+        raise ValueError(f"parameters given for {unknown}, which this graph does not start; its "
+                         f"nodes: {[spec.name for spec in selected]}")
     cfg = config_dir()
-    values: dict[str, Any] = {param: typed(arg, args[arg]) for param, arg in spec.overrides}
-    for key, value in spec.extra_params.items():
-        values[key] = robot_description(args) if value == "@urdf" else value
-    return (cfg / spec.params_file if spec.params_file else None), values
+    out = []
+    for spec in selected:
+        params: dict[str, Any] = {param: typed(arg, args[arg]) for param, arg in spec.overrides}
+        for key, value in spec.extra_params.items():
+            params[key] = robot_description(args) if value == "@urdf" else value
+        params.update(overrides.get(spec.name) or {})
+        arguments = tuple(str(cfg / a[len("@config/"):]) if a.startswith("@config/") else a
+                          for a in spec.arguments)
+        out.append(ResolvedNode(
+            name=spec.name, package=spec.package, executable=spec.executable,
+            params_files=(cfg / spec.params_file,) if spec.params_file else (),
+            params=params, arguments=arguments))
+    return out
 
 
-def node_arguments(spec: NodeSpec) -> list[str]:
-    return [str(config_dir() / a[len("@config/"):]) if a.startswith("@config/") else a
-            for a in spec.arguments]
-
-
-def robot_description(args: dict[str, str]) -> str:
+def robot_description(args: Mapping[str, str]) -> str:
     """The URDF for robot_state_publisher and controller_manager: mock hardware, or the real
     servo driver `hardware_plugin` (the Feetech driver gets its port and servo IDs)."""
-    from genpol.description import DEFAULT_PLUGIN, FEETECH_PLUGIN, feetech_params, urdf
-
     if args.get("use_mock_hardware", "true") == "true":
-        return urdf(hardware_plugin=DEFAULT_PLUGIN)
-    plugin = args.get("hardware_plugin") or FEETECH_PLUGIN
-    hardware, joints = feetech_params(args.get("usb_port", "/dev/ttyACM0")) \
-        if plugin == FEETECH_PLUGIN else ({}, {})
-    return urdf(hardware_plugin=plugin, hardware_params=hardware, joint_params=joints)
+        return description.urdf(hardware_plugin=description.DEFAULT_PLUGIN)
+    plugin = args.get("hardware_plugin") or description.FEETECH_PLUGIN
+    hardware, joints = description.feetech_params(args.get("usb_port", "/dev/ttyACM0")) \
+        if plugin == description.FEETECH_PLUGIN else ({}, {})
+    return description.urdf(hardware_plugin=plugin, hardware_params=hardware,
+                            joint_params=joints)

@@ -1,25 +1,33 @@
-"""`genpol bringup`: the launch graph without ros2 launch, one process per node.
+"""The one supervisor for node processes: `genpol bringup`, the jobs, the benchmarks, the tests.
 
-Reads the same genpol.graph as bringup.launch.py. genpol's own nodes run as
-`python -m genpol.nodes.<name>`; nodes of other ROS packages (robot_state_publisher,
-controller_manager, rviz2) need a sourced ROS 2 distribution and are found with `ros2 pkg prefix`.
+`Supervisor` starts each node of `graph.resolve()` as its own process (genpol's nodes as
+`python -m genpol.nodes.<name>`; nodes of other ROS packages, which need a sourced ROS 2
+distribution, from `ros2 pkg prefix`), watches them, and stops them all one way: SIGINT (a clean
+rclpy shutdown), then SIGTERM, then SIGKILL, each after a grace period. Children also get
+SIGTERM from Linux if this process dies without stopping them (the parent-death signal), so no
+node outlives its supervisor and keeps publishing into whatever starts next.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 
 from genpol import graph
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 
 def parse_launch_args(items: Sequence[str]) -> dict[str, str]:
@@ -33,98 +41,37 @@ def parse_launch_args(items: Sequence[str]) -> dict[str, str]:
     return graph.resolve_arguments(args)
 
 
-def _external_executable(spec: graph.NodeSpec) -> str:
+def _external_executable(node: graph.ResolvedNode) -> str:
     if not shutil.which("ros2"):
         raise RuntimeError(
-            f"node {spec.name!r} comes from the ROS package {spec.package!r}, which needs a "
+            f"node {node.name!r} comes from the ROS package {node.package!r}, which needs a "
             "sourced ROS 2 distribution (source /opt/ros/jazzy/setup.bash); without one, run "
             "with sim:=true and rviz:=false")
-    prefix = subprocess.run(["ros2", "pkg", "prefix", spec.package], capture_output=True,
+    prefix = subprocess.run(["ros2", "pkg", "prefix", node.package], capture_output=True,
                             text=True)
     if prefix.returncode != 0:
-        raise RuntimeError(f"ROS package {spec.package!r} is not installed "
-                           f"(apt install ros-$ROS_DISTRO-{spec.package.replace('_', '-')})")
-    return str(Path(prefix.stdout.strip()) / "lib" / spec.package / spec.executable)
+        raise RuntimeError(f"ROS package {node.package!r} is not installed "
+                           f"(apt install ros-$ROS_DISTRO-{node.package.replace('_', '-')})")
+    return str(Path(prefix.stdout.strip()) / "lib" / node.package / node.executable)
 
 
-def commands(args: dict[str, str], workdir: Path) -> list[tuple[str, list[str]]]:
-    """(node name, argv) for every node of the graph these arguments select."""
-    out = []
-    for spec in graph.select(args):
-        params_file, values = graph.parameters(spec, args)
-        out.append((spec.name, node_argv(spec, params_file, values, workdir)))
-    return out
-
-
-def node_argv(spec: graph.NodeSpec, params_file: Path | None, values: dict,
-              workdir: Path) -> list[str]:
-    """argv that runs one node: its parameter file, then `values` overriding it."""
-    if spec.package == graph.PACKAGE:
-        argv = [sys.executable, "-m", f"genpol.nodes.{spec.executable}"]
+def node_argv(node: graph.ResolvedNode, workdir: Path) -> list[str]:
+    """argv that runs one resolved node: its parameter files, then its parameter values
+    (written to <workdir>/<name>.overrides.yaml) overriding them."""
+    if node.own:
+        argv = [sys.executable, "-m", f"genpol.nodes.{node.executable}"]
     else:
-        argv = [_external_executable(spec)]
-    argv += graph.node_arguments(spec)
-    argv += ["--ros-args", "-r", f"__node:={spec.name}"]
-    if params_file:
-        argv += ["--params-file", str(params_file)]
-    if values:
-        # Overrides go through a file too: `-p name:=` cannot carry an empty string.
-        extra = workdir / f"{spec.name}.overrides.yaml"
-        extra.write_text(yaml.safe_dump({spec.name: {"ros__parameters": values}}))
+        argv = [_external_executable(node)]
+    argv += list(node.arguments)
+    argv += ["--ros-args", "-r", f"__node:={node.name}"]
+    for path in node.params_files:
+        argv += ["--params-file", str(path)]
+    if node.params:
+        # Values go through a file too: `-p name:=` cannot carry an empty string.
+        extra = workdir / f"{node.name}.overrides.yaml"
+        extra.write_text(yaml.safe_dump({node.name: {"ros__parameters": node.params}}))
         argv += ["--params-file", str(extra)]
     return argv
-
-
-def bringup(launch_args: Sequence[str], duration: float | None = None) -> int:
-    """Start every node; stop them all on Ctrl-C, SIGTERM, `duration` or the first one dying."""
-    args = parse_launch_args(launch_args)
-    with tempfile.TemporaryDirectory(prefix="genpol-bringup-") as tmp:
-        cmds = commands(args, Path(tmp))
-        procs: list[tuple[str, subprocess.Popen]] = []
-        stopping = False
-        code = 0
-
-        def stop(*_):
-            nonlocal stopping
-            stopping = True
-
-        old_int = signal.signal(signal.SIGINT, stop)
-        old_term = signal.signal(signal.SIGTERM, stop)
-        try:
-            for name, argv in cmds:
-                print(f"[bringup] starting {name}: {' '.join(argv)}", flush=True)
-                procs.append((name, subprocess.Popen(argv, env=os.environ.copy())))
-            deadline = time.monotonic() + duration if duration else None
-            while not stopping:
-                dead = [(n, p.returncode) for n, p in procs if p.poll() is not None]
-                if dead:
-                    name, rc = dead[0]
-                    print(f"[bringup] {name} exited with code {rc}; stopping the graph",
-                          flush=True)
-                    code = rc or 1
-                    break
-                if deadline and time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-        finally:
-            _stop_all(procs)
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-    return code
-
-
-def _stop_all(procs: list[tuple[str, subprocess.Popen]], grace: float = 5.0) -> None:
-    for _, p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-    end = time.monotonic() + grace
-    for name, p in procs:
-        try:
-            p.wait(max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"[bringup] {name} ignored Ctrl-C; killing it", flush=True)
-            p.kill()
-            p.wait()
 
 
 def parent_death_signal():
@@ -140,48 +87,156 @@ def parent_death_signal():
     return lambda: prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-class NodeProcesses:
-    """Node processes started one by one, each logging to <log_dir>/<name>.log; a context
-    manager that stops them all (Ctrl-C, then a kill after `grace`) however the block ends."""
+@dataclass(frozen=True)
+class Exited:
+    """A process that ended on its own: its name, exit code and the end of its log."""
 
-    def __init__(self, log_dir: Path, grace: float = 5.0):
-        self.log_dir = Path(log_dir)
+    name: str
+    code: int
+    log: Path | None
+    tail: str
+
+    def message(self) -> str:
+        if self.log is None:
+            return f"node {self.name} exited with code {self.code}"
+        return (f"node {self.name} exited with code {self.code}; the end of "
+                f"{self.log}:\n{self.tail}")
+
+
+class Supervisor:
+    """Node processes of one graph, stopped on leaving the `with` block however it ends.
+
+    log_dir None: the nodes print to this console (bringup); else each writes
+    <log_dir>/<name>.log (jobs, benchmarks, tests), whose end a failure quotes.
+    """
+
+    def __init__(self, log_dir: str | Path | None = None, grace: float = 5.0,
+                 tag: str = "bringup"):
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.grace = grace
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-        self._logs: list = []
+        self.tag = tag
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.argv: dict[str, list[str]] = {}  # each process's command line, for reports
+        self._workdir: tempfile.TemporaryDirectory | None = None
 
-    def __enter__(self) -> "NodeProcesses":
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+    def __enter__(self) -> Supervisor:
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _say(self, text: str) -> None:
+        if self.log_dir is None:
+            print(f"[{self.tag}] {text}", flush=True)
+
+    # ---- starting --------------------------------------------------------------------------
+    def start_graph(self, nodes: Iterable[graph.ResolvedNode]) -> None:
+        """Start every node; all argv are built first, so a node that cannot run (a ROS package
+        missing) is refused before any starts."""
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix=f"genpol-{self.tag}-")
+        workdir = Path(self._workdir.name)
+        argvs = [(node.name, node_argv(node, workdir)) for node in nodes]
+        for name, argv in argvs:
+            self.start(name, argv)
+
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "w")
-        self._logs.append(log)
-        log.write("$ " + " ".join(argv) + "\n")
-        log.flush()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                env=os.environ.copy(), preexec_fn=parent_death_signal())
-        self.procs.append((name, proc))
+        """Start one process under this supervisor."""
+        if name in self.procs:
+            raise ValueError(f"a process named {name!r} is already running here")
+        self._say(f"starting {name}: {' '.join(argv)}")
+        self.argv[name] = list(argv)
+        if self.log_dir is None:
+            proc = self._popen(argv, None)
+        else:
+            # The child writes on through its own copy of the file; ours closes at once.
+            with open(self.log_dir / f"{name}.log", "w") as log:
+                log.write("$ " + " ".join(argv) + "\n")
+                log.flush()
+                proc = self._popen(argv, log)
+        self.procs[name] = proc
         return proc
 
+    @staticmethod
+    def _popen(argv: list[str], log) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None,
+                                env=os.environ.copy(), preexec_fn=parent_death_signal())
+
+    # ---- watching --------------------------------------------------------------------------
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items()}
+
     def log_tail(self, name: str, chars: int = 2500) -> str:
+        if self.log_dir is None:
+            return ""
         try:
             return (self.log_dir / f"{name}.log").read_text()[-chars:]
         except OSError:
             return ""
 
-    def check_alive(self) -> None:
-        """RuntimeError with the end of its log if any node has exited."""
-        for name, p in self.procs:
+    def exited(self) -> Exited | None:
+        """The first process that has ended, or None while all run."""
+        for name, p in self.procs.items():
             if p.poll() is not None:
-                raise RuntimeError(f"node {name} exited with code {p.returncode}; the end of "
-                                   f"{self.log_dir / (name + '.log')}:\n{self.log_tail(name)}")
+                log = self.log_dir / f"{name}.log" if self.log_dir is not None else None
+                return Exited(name, p.returncode, log, self.log_tail(name))
+        return None
 
-    def stop(self) -> None:
-        _stop_all(self.procs, self.grace)
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
+    def check(self) -> None:
+        """RuntimeError naming the process that has ended (with the end of its log), if any."""
+        gone = self.exited()
+        if gone is not None:
+            raise RuntimeError(gone.message())
+
+    def watch(self, duration: float | None = None,
+              stop: threading.Event | None = None) -> int:
+        """Wait until `stop` is set (0), `duration` seconds pass (0) or a process ends (its exit
+        code, 1 if that was 0)."""
+        deadline = time.monotonic() + duration if duration else None
+        while not (stop is not None and stop.is_set()):
+            gone = self.exited()
+            if gone is not None:
+                self._say(f"{gone.name} exited with code {gone.code}; stopping the graph")
+                return gone.code or 1
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return 0
+
+    # ---- stopping --------------------------------------------------------------------------
+    def stop(self) -> dict[str, int]:
+        """SIGINT, then SIGTERM, then SIGKILL to whatever is still running, `grace` seconds
+        apart; returns every process's exit code."""
+        for sig in STOP_SIGNALS:
+            alive = {n: p for n, p in self.procs.items() if p.poll() is None}
+            if not alive:
+                break
+            if sig != STOP_SIGNALS[0]:
+                self._say(f"{', '.join(alive)} still running; sending {sig.name}")
+            for p in alive.values():
+                p.send_signal(sig)
+            end = time.monotonic() + self.grace
+            for p in alive.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(max(0.1, end - time.monotonic()))
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+        return {name: p.returncode for name, p in self.procs.items()}
+
+
+def bringup(launch_args: Sequence[str], duration: float | None = None) -> int:
+    """Start every node; stop them all on Ctrl-C, SIGTERM, `duration` or the first one dying."""
+    nodes = graph.resolve(parse_launch_args(launch_args))
+    stop = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: stop.set())
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Supervisor() as supervisor:
+            supervisor.start_graph(nodes)
+            return supervisor.watch(duration, stop)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

@@ -10,7 +10,8 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         wall = time.monotonic() - self._t0
-        busy, total = (b - a for a, b in zip(self._m0, self._machine()))
+        busy, total = (b - a for a, b in zip(self._m0, self._machine(), strict=True))
         cores = os.cpu_count() or 1
         machine = 100.0 * cores * busy / total if total else float("nan")
         out = {"machine_percent": round(machine, 1), "cores": cores}

@@ -1,5 +1,6 @@
 """MP4 video through PyAV: many episodes' frames appended to one file, and read back whole.
 
+The one MP4 encoder of genpol: datasets (VideoWriter) and evaluation rollouts (write_mp4).
 A LeRobot v3 video file holds several episodes one after the other; an episode's frames are found
 by time (its `from_timestamp` plus each frame's `timestamp`). We write frame k of a file at
 pts = k with time base 1/fps, no B-frames, so decode order is display order and every frame's
@@ -13,6 +14,7 @@ libdav1d). Errors are VideoError (an OSError) carrying the file's path; callers 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,11 +145,25 @@ class VideoWriter:
         finally:
             self._container = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float = 10.0,
+              codec: str = DEFAULT_CODEC) -> Path:
+    """One MP4 of RGB frames (all the same size) at `fps`, e.g. evaluation rollouts; odd sizes
+    lose their last row or column, so every player gets 4:2:0. Returns the path."""
+    if len(frames) == 0:
+        raise ValueError("no frames to write")
+    h, w = np.asarray(frames[0]).shape[:2]
+    h, w = h - h % 2, w - w % 2
+    with VideoWriter(path, fps, w, h, codec) as writer:
+        for img in frames:
+            writer.write(np.asarray(img, np.uint8)[:h, :w])
+    return writer.path
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

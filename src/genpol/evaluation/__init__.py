@@ -1,6 +1,4 @@
-"""Closed-loop evaluation (`genpol eval`): policies run through the simulated ROS graph.
-
-metrics (outcomes, rates, mode fractions and entropy), plots, video and report are pure Python
-and never import rclpy; runner starts the graph and imports the rclpy side
-(genpol.nodes.eval_probe) only when a run begins.
+"""Closed-loop evaluation's pure side: metrics (outcomes, rates, mode fractions and entropy),
+plots, rollout videos and the report. Nothing here imports rclpy; the job that runs an
+evaluation through the graph (`genpol eval`) is genpol.jobs.eval.
 """

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 OUTCOMES = ("success", "collision", "timeout")
 
 
 @dataclass
-class Episode:
+class EpisodeOutcome:
+    """How one evaluated episode ended, and what its path looked like."""
+
     index: int              # 0-based, in the order run
     seed: int               # the start pose's seed (tasks.sample)
     scene_seed: int | None  # the layout's seed, None when the layout came from `seed`
@@ -77,7 +80,7 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
-def summarize(episodes: Sequence[Episode], task_modes: Sequence[str]) -> dict[str, Any]:
+def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> dict[str, Any]:
     """The figures of an evaluation; rates are over all episodes."""
     n = len(episodes)
     if n == 0:
@@ -97,7 +100,8 @@ def summarize(episodes: Sequence[Episode], task_modes: Sequence[str]) -> dict[st
     }
 
 
-def format_table(figures: Mapping[str, Any], episodes: Sequence[Episode]) -> str:
+def format_table(figures: Mapping[str, Any], episodes: Sequence[EpisodeOutcome]
+                 ) -> str:
     """Per-episode rows, then the summary, as plain text for the terminal."""
     head = (f"{'ep':>3} {'seed':>5} {'outcome':<9} {'mode':<7} {'time_s':>6} "
             f"{'final_cm':>8}")

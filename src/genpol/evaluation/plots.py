@@ -3,12 +3,12 @@ the task's objects. matplotlib with the Agg backend: no display needed. No ROS h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from genpol.evaluation.metrics import Episode
+from genpol.evaluation.metrics import EpisodeOutcome
 from genpol.sim import tasks
 
 COLORS = {"success": "tab:green", "collision": "tab:red", "timeout": "tab:orange"}
@@ -54,7 +54,7 @@ def _draw_objects(ax, inst: tasks.TaskInstance, view: str, alpha: float) -> None
                                         label="bin"))
 
 
-def plot_paths(path: str | Path, task: str, episodes: Sequence[Episode],
+def plot_paths(path: str | Path, task: str, episodes: Sequence[EpisodeOutcome],
                tips: Sequence[np.ndarray], title: str = "") -> Path:
     """Write the tip paths (each (T, 3), metres) of `episodes`, coloured by outcome."""
     import matplotlib
@@ -68,11 +68,11 @@ def plot_paths(path: str | Path, task: str, episodes: Sequence[Episode],
     layouts = _layouts(instances) or [tasks.sample(task, 0)]
     alpha = 0.85 if len(layouts) == 1 else max(0.15, 0.85 / len(layouts))
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), dpi=100)
-    for ax, view in zip(axes, ("top", "side")):
+    for ax, view in zip(axes, ("top", "side"), strict=True):
         a, b = (0, 1) if view == "top" else (0, 2)
         for inst in layouts:
             _draw_objects(ax, inst, view, alpha)
-        for e, tip in zip(episodes, tips):
+        for e, tip in zip(episodes, tips, strict=True):
             tip = np.asarray(tip, float)
             if len(tip) == 0:
                 continue

@@ -7,15 +7,17 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from genpol.evaluation.metrics import Episode, summarize
+from genpol.data.video import write_mp4
+from genpol.evaluation.metrics import EpisodeOutcome, summarize
 from genpol.evaluation.plots import plot_paths
-from genpol.evaluation.video import Clip, render_clips, write_mp4
+from genpol.evaluation.video import Clip, render_clips
 from genpol.sim import tasks
 
 RESULTS = "results.json"
@@ -42,10 +44,10 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def write(out: str | Path, task: str, episodes: Sequence[Episode], tips: Sequence[np.ndarray],
-          clips: Sequence[Clip], settings: dict[str, Any], policy: dict[str, Any],
-          wall_seconds: float, video_fps: float = 10.0, interrupted: bool = False,
-          command: str | None = None) -> dict[str, Any]:
+def write(out: str | Path, task: str, episodes: Sequence[EpisodeOutcome],
+          tips: Sequence[np.ndarray], clips: Sequence[Clip], settings: dict[str, Any],
+          policy: dict[str, Any], wall_seconds: float, video_fps: float = 10.0,
+          interrupted: bool = False, command: str | None = None) -> dict[str, Any]:
     """Write the plot, the video (if any clip has frames) and results.json; return the results."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +71,9 @@ def write(out: str | Path, task: str, episodes: Sequence[Episode], tips: Sequenc
         "wall_seconds": round(wall_seconds, 1),
         "command": command if command is not None else " ".join(sys.argv),
         "versions": versions(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        # timezone.utc, not datetime.UTC: genpol still runs on Python 3.10
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(  # noqa: UP017
+            timespec="seconds"),
     }
     (out / RESULTS).write_text(json.dumps(results, indent=2))
     return results

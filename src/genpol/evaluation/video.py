@@ -1,11 +1,10 @@
-"""Rollout videos: camera frames of a few episodes, captioned, into one MP4 (PyAV, H.264 where
-the FFmpeg build has an encoder for it, else MPEG-4 part 2). No ROS here."""
+"""Rollout videos: camera frames of a few episodes, captioned, for one MP4 (encoded by
+genpol.data.video.write_mp4, the one MP4 encoder). No ROS here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -57,32 +56,3 @@ def render_clips(clips: Sequence[Clip], scale: int = 3, fps: float = 10.0,
                             color=(120, 255, 120) if good else (255, 120, 120))
             frames += [last] * max(1, int(round(outcome_hold_s * fps)))
     return frames
-
-
-def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
-    """Encode RGB frames (all the same size) to an MP4 at `fps`; returns the path."""
-    import av
-    from fractions import Fraction
-
-    if not frames:
-        raise ValueError("no frames to write")
-    h, w = frames[0].shape[:2]
-    h2, w2 = h - h % 2, w - w % 2  # yuv420p needs even sizes
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    rate = Fraction(fps).limit_denominator(1000)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "20", "preset": "veryfast"}
-        for img in frames:
-            img = np.ascontiguousarray(np.asarray(img, np.uint8)[:h2, :w2])
-            if img.shape != (h2, w2, 3):
-                raise ValueError(f"frames differ in size: {img.shape} after {(h2, w2, 3)}")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path

@@ -6,6 +6,8 @@ keeps time, fills messages and logs once per change of the capture's state.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -20,7 +22,7 @@ from genpol.parameters import CAMERA
 
 
 class CameraNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("camera", **kwargs)
         params.declare(self, CAMERA)
         p = params.values(self, CAMERA)

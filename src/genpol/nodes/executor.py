@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -42,7 +43,7 @@ SPIN_THREADS = 1
 
 
 class ExecutorNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("executor", **kwargs)
         params.declare(self, EXECUTOR, self._check)
         p = params.values(self, EXECUTOR)

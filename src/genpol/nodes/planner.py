@@ -6,8 +6,10 @@ Inference runs on its own thread so subscription callbacks never wait on the pol
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -30,7 +32,7 @@ from genpol.planning import SUPERSEDED, PolicyHolder, check_checkpoint
 
 
 class PlannerNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("planner", **kwargs)
         params.declare(self, PLANNER)
         p = params.values(self, PLANNER)
@@ -52,7 +54,7 @@ class PlannerNode(Node):
         self.create_subscription(JointState, p["state_topic"], self._on_state, 10)
         for entry in p["camera_topics"]:
             cam, _, topic = entry.partition("=")
-            self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), 2)
+            self.create_subscription(Image, topic, functools.partial(self._on_image, cam), 2)
 
         path = p["policy_path"]
         if path:
@@ -116,7 +118,10 @@ class PlannerNode(Node):
             self._log_policy()
 
     def _log_policy(self) -> None:
-        cfg = self.holder.policy.config
+        policy = self.holder.policy
+        if policy is None:
+            return
+        cfg = policy.config
         self.get_logger().info(
             f"policy {self.holder.path}: {cfg.family}, chunk {cfg.horizon} x {cfg.action_dim} at "
             f"{cfg.fps:g} Hz, cameras {cfg.cameras or 'none'}, on {self.holder.device}")

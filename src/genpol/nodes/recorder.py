@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from typing import Any
 
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -110,7 +111,7 @@ class _Subscribed:
 
 
 class RecorderNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
         params.declare(self, RECORDER, _check)
         p = params.values(self, RECORDER)

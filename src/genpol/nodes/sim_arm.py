@@ -9,7 +9,9 @@ the thread that created it.
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -36,7 +38,7 @@ MAX_STEP_S = 0.05
 
 
 class SimArmNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_arm", **kwargs)
         params.declare(self, SIM_ARM)
         p = params.values(self, SIM_ARM)
@@ -70,7 +72,7 @@ class SimArmNode(Node):
         self.state_pub = self.create_publisher(JointState, topics.JOINT_STATES, 10)
         for name in robot.CONTROLLERS:
             self.create_subscription(JointTrajectory, topics.controller_command(name),
-                                     lambda msg, n=name: self._on_trajectory(n, msg), 10)
+                                     functools.partial(self._on_trajectory, name), 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         # Episode status for evaluation and recording: JSON, so tools need no custom message.
         self.status_pub = self.create_publisher(String, "~/episode", 10)
@@ -124,6 +126,7 @@ class SimArmNode(Node):
 
     def _publish_status(self) -> None:
         inst = self.sim.task
+        assert inst is not None  # the constructor resets the simulator into its first episode
         status = {"task": inst.name, "seed": inst.seed, "scene_seed": inst.scene_seed,
                   "episode": self.episode, "time_s": round(self.sim.time, 3),
                   "success": tasks.success(self.sim), "collided": self.sim.collided,

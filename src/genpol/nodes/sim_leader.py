@@ -18,6 +18,7 @@ start_delay_s after the new episode appeared.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -38,7 +39,7 @@ LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
 
 
 class SimLeaderNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_leader", **kwargs)
         params.declare(self, SIM_LEADER)
         p = params.values(self, SIM_LEADER)

@@ -12,6 +12,8 @@ holds there.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
@@ -25,7 +27,7 @@ from genpol.parameters import TELEOP, controller_topic_param
 
 
 class TeleopNode(Node):
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("teleop", **kwargs)
         params.declare(self, TELEOP)
         p = params.values(self, TELEOP)

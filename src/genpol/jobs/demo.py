@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-PRESET = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
+PRESET = Path(__file__).resolve().parents[3] / "config" / "demo.yaml"
 
 
 def load_preset(path: Path | None = None) -> dict[str, Any]:
@@ -44,9 +44,9 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
     from genpol import presets
     from genpol.data.build import build_dataset, parse_size
     from genpol.data.sources import load_chunks
-    from genpol.evaluation.runner import EvalSettings
-    from genpol.evaluation.runner import run as evaluate
-    from genpol.nodes.record_session import RecordSettings, record_sim
+    from genpol.jobs.eval import EvalSettings
+    from genpol.jobs.eval import run as evaluate
+    from genpol.jobs.record import RecordSettings, record_sim
     from genpol.train import TrainConfig, config_for_data, train
 
     p = preset or load_preset()

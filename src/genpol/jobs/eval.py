@@ -1,30 +1,34 @@
 """`genpol eval`: closed-loop evaluation of a policy through the simulated ROS graph.
 
-Starts the same nodes as `genpol bringup` (sim_arm, planner, executor; one process each, from
-genpol.graph and config/), then drives episodes from an in-process rclpy probe: reset sim_arm
-(the next start pose), the planner and the executor through their ~/reset services, and watch
-/sim_arm/episode and /joint_states until success has held for hold_s, the arm touches the
-obstacle, or the timeout. The child processes are stopped on every way out (SIGINT, then kill).
+Starts the same nodes as `genpol bringup` (sim_arm, planner, executor; one process each,
+resolved by genpol.graph, with --param values on top, and supervised by genpol.launcher), then
+drives episodes from an in-process probe node (genpol.nodes.eval_probe, in the client session):
+reset sim_arm (the next start pose), the planner and the executor through their ~/reset
+services, and watch /sim_arm/episode and /joint_states until success has held for hold_s, the
+arm touches the obstacle, or the timeout. The node processes are stopped on every way out.
 rclpy is imported only once a run starts.
 """
 
 from __future__ import annotations
 
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
-from genpol import launcher, robot
+from genpol import graph, robot
 from genpol.evaluation import report
-from genpol.evaluation.metrics import Episode, format_table, judge
+from genpol.evaluation.metrics import EpisodeOutcome, format_table, judge
 from genpol.evaluation.video import Clip
+from genpol.launcher import Supervisor
 from genpol.sim import tasks
+
+if TYPE_CHECKING:
+    from genpol.nodes.eval_probe import EvalProbe
 
 #: sim seconds an episode may take, per task (the experts take ~3.5 s and ~7 s)
 TIMEOUTS = {tasks.REACH_AROUND: 10.0, tasks.PICK_PLACE: 20.0}
@@ -78,19 +82,18 @@ class EvalSettings:
     def timeout(self) -> float:
         return self.timeout_s or TIMEOUTS[self.task]
 
-    def launch_args(self) -> list[str]:
-        args = [f"policy_path:={Path(self.policy).resolve()}", f"task:={self.task}",
-                f"seed:={self.seed}", f"scene_seed:={self.scene_seed}"]
-        return args + ([f"executor_mode:={self.executor_mode}"] if self.executor_mode else [])
+    def launch_args(self) -> dict[str, str]:
+        args = {"policy_path": str(Path(self.policy).resolve()), "task": self.task,
+                "seed": str(self.seed), "scene_seed": str(self.scene_seed)}
+        return args | ({"executor_mode": self.executor_mode} if self.executor_mode else {})
 
 
 def _typed_like_config(node: str, values: dict[str, Any]) -> dict[str, Any]:
     """--param values checked against config/<node>.yaml: an unknown name is an error (the node
     would die on it at start-up), and a whole number for a float parameter (`rate=2`) becomes a
     float, since ROS rejects an INTEGER for a DOUBLE."""
-    from genpol.graph import config_dir
-
-    known = yaml.safe_load((config_dir() / f"{node}.yaml").read_text())[node]["ros__parameters"]
+    config = yaml.safe_load((graph.config_dir() / f"{node}.yaml").read_text())
+    known = config[node]["ros__parameters"]
     out = {}
     for name, value in values.items():
         if name not in known:
@@ -108,50 +111,13 @@ def _say(settings: EvalSettings, text: str) -> None:
         print(f"[eval] {text}", flush=True)
 
 
-# --------------------------------------------------------------------------------- the graph
-
-
-class Graph(launcher.NodeProcesses):
-    """The bringup graph's node processes (logs in log_dir), stopped on exit whatever happened."""
-
-    def __init__(self, launch_args: list[str], log_dir: Path,
-                 params: dict[str, dict[str, Any]] | None = None):
-        super().__init__(log_dir)
-        self.args = launcher.parse_launch_args(launch_args)
-        self.params = params or {}
-        self._tmp: tempfile.TemporaryDirectory | None = None
-
-    def __enter__(self) -> Graph:
-        super().__enter__()
-        self._tmp = tempfile.TemporaryDirectory(prefix="genpol-eval-")
-        try:
-            tmp = Path(self._tmp.name)
-            for name, argv in launcher.commands(self.args, tmp):
-                if self.params.get(name):  # last --params-file wins
-                    extra = tmp / f"{name}.eval.yaml"
-                    extra.write_text(yaml.safe_dump({name: {"ros__parameters":
-                                                            self.params[name]}}))
-                    argv = argv + ["--params-file", str(extra)]
-                self.start(name, argv)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        super().stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
 # --------------------------------------------------------------------------------- episodes
 
 
-def _wait_ready(settings: EvalSettings, graph: Graph, probe) -> None:
+def _wait_ready(settings: EvalSettings, procs: Supervisor, probe: EvalProbe) -> None:
     start = time.monotonic()
     while True:
-        graph.check_alive()
+        procs.check()
         missing = probe.missing_services()
         if probe.states_seen == 0:
             missing.append("/joint_states")
@@ -163,12 +129,12 @@ def _wait_ready(settings: EvalSettings, graph: Graph, probe) -> None:
             return
         if time.monotonic() - start > settings.startup_timeout_s:
             raise RuntimeError(f"the graph was not ready after {settings.startup_timeout_s:g} s: "
-                               f"still waiting for {missing} (logs in {graph.log_dir})")
+                               f"still waiting for {missing} (logs in {procs.log_dir})")
         time.sleep(0.1)
 
 
-def _episode(i: int, settings: EvalSettings, graph: Graph, probe
-             ) -> tuple[Episode, np.ndarray, Clip | None]:
+def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
+             ) -> tuple[EpisodeOutcome, np.ndarray, Clip | None]:
     probe.begin(record_frames=i < settings.videos)
     # Order matters. sim_arm first: the arm jumps to the next start pose (and ignores commands
     # planned before, see its reset_guard_s). Then the planner: it forgets the last episode's
@@ -185,11 +151,11 @@ def _episode(i: int, settings: EvalSettings, graph: Graph, probe
     decided = None
     while decided is None:
         time.sleep(0.05)
-        graph.check_alive()
+        procs.check()
         decided = judge(probe.statuses(), settings.timeout, settings.hold_s)
         if decided is None and time.monotonic() > wall_limit:
             raise RuntimeError(f"episode {i}: sim_arm's episode time stopped advancing "
-                               f"(logs in {graph.log_dir})")
+                               f"(logs in {procs.log_dir})")
     rec = probe.end()
     outcome, t_end = decided
     first = rec.statuses[0]
@@ -205,7 +171,7 @@ def _episode(i: int, settings: EvalSettings, graph: Graph, probe
         if settings.task == tasks.REACH_AROUND:
             dist = np.linalg.norm(tips - inst.target, axis=1)
             final, closest = float(dist[-1]), float(dist.min())
-    episode = Episode(index=i, seed=inst.seed, scene_seed=inst.scene_seed, outcome=outcome,
+    episode = EpisodeOutcome(index=i, seed=inst.seed, scene_seed=inst.scene_seed, outcome=outcome,
                       duration_s=round(float(t_end), 3),
                       mode=tasks.mode_of(inst, q) if len(q) else "none",
                       final_distance_m=final, min_distance_m=closest, start_offset_m=offset,
@@ -237,28 +203,32 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
     """
     settings.check()
     try:
-        from genpol.nodes import eval_probe
+        from genpol.nodes.eval_probe import EvalProbe
+        from genpol.nodes.session import Session
     except ImportError as exc:
         raise RuntimeError(f"genpol eval needs rclpy and the ROS 2 messages ({exc}); `make "
                            "setup` installs them, or source a ROS 2 distribution") from exc
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    episodes: list[Episode] = []
+    episodes: list[EpisodeOutcome] = []
     paths: list[np.ndarray] = []
     clips: list[Clip] = []
     interrupted = False
     old_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        graph = Graph(settings.launch_args(), out / "logs", settings.params)
+        nodes = graph.resolve(settings.launch_args(), settings.params)
+        procs = Supervisor(out / "logs", tag="eval")
         _say(settings, f"starting {settings.task} graph (sim_arm, planner, executor); node logs "
-                       f"in {graph.log_dir}")
-        with graph, eval_probe.session(cameras=settings.videos > 0) as rs:
-            _wait_ready(settings, graph, rs.probe)
+                       f"in {procs.log_dir}")
+        with procs, Session() as session:
+            procs.start_graph(nodes)
+            probe = session.spin(EvalProbe(session.context, cameras=settings.videos > 0))
+            _wait_ready(settings, procs, probe)
             _say(settings, f"graph ready after {time.perf_counter() - wall:.1f} s; "
                            f"{settings.episodes} episodes, timeout {settings.timeout:g} s")
             for i in range(settings.episodes):
-                ep, tips, clip = _episode(i, settings, graph, rs.probe)
+                ep, tips, clip = _episode(i, settings, procs, probe)
                 episodes.append(ep)
                 paths.append(tips)
                 if clip is not None:
