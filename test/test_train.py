@@ -167,6 +167,21 @@ def test_cli_trains_from_an_npz_dataset(tmp_path, capsys):
     assert load_policy(tmp_path / "ck").config.num_components == 2
 
 
+@pytest.mark.parametrize("flag, masked", [([], True), (["--train-on-padding"], False)])
+def test_cli_masks_padding_unless_told_to_train_on_it(tmp_path, monkeypatch, flag, masked):
+    import genpol.train
+
+    seen = []
+    monkeypatch.setattr(genpol.train, "train",
+                        lambda config, data, tcfg, out_dir: seen.append(tcfg) or
+                        genpol.train.TrainResult(None, [], 0.0, 1))
+    save_npz(data(), tmp_path / "d.npz")
+    assert cli_main(["train", "--data", str(tmp_path / "d.npz"), "--family", "mse",
+                     "--out", str(tmp_path / "ck"), "--steps", "1", "--no-progress",
+                     *flag]) == 0
+    assert [t.mask_padding for t in seen] == [masked]
+
+
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     code = cli_main(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path)])
     assert code == 2

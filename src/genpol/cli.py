@@ -37,7 +37,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_for_data(family, data, **overrides)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, checkpoint_every=args.checkpoint_every,
-                       ema_decay=args.ema, progress=not args.no_progress)
+                       ema_decay=args.ema, mask_padding=not args.train_on_padding,
+                       progress=not args.no_progress)
     result = train(config, data, tcfg, out_dir=args.out)
     if result.history:
         last = result.history[-1]
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=0)
+    t.add_argument("--train-on-padding", action="store_true",
+                   help="train on chunk steps past an episode's end (default: masked out)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
