@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from genpol import topics
+
 
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     """--set key=value pairs, values parsed as YAML (numbers, lists, booleans)."""
@@ -306,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--image-size", metavar="WxH", help="resize camera frames, e.g. 96x96")
     d.add_argument("--codec", default="h264", choices=["h264", "av1", "mpeg4"],
                    help="video codec (LeRobot's default is av1)")
-    d.add_argument("--state-topic", default="/joint_states")
-    d.add_argument("--action-topic", default="/leader/joint_states")
+    d.add_argument("--state-topic", default=topics.JOINT_STATES)
+    d.add_argument("--action-topic", default=topics.LEADER_JOINT_STATES)
     d.add_argument("--task", help="task text for episodes whose metadata has none")
     d.add_argument("--skip-unsuccessful", action="store_true",
                    help="leave out episodes whose metadata says success: false")
