@@ -47,6 +47,9 @@ def test_unknown_family_is_refused(tmp_path):
         multimodal.run(["mse", "transformer"], quick=True, out=tmp_path)
 
 
+# Seven families trained and rolled out: about 3 min on a quiet 2-core host, 7 min on a slow
+# shared one (measured 2026-12-02), so more than the suite's 300 s per test.
+@pytest.mark.timeout(1200)
 def test_quick_benchmark_meets_its_targets(tmp_path):
     results = multimodal.run(quick=True, out=tmp_path, progress=False, jobs=2)
     saved = json.loads((tmp_path / "results.json").read_text())
