@@ -62,3 +62,24 @@ def test_quick_benchmark_meets_its_targets(tmp_path):
     for family in GENERATIVE:
         assert results[family]["success_rate"] >= 0.95, family
         assert results[family]["mode_entropy"] >= 0.9, family
+    # results.json judges the same targets (the wall time one depends on the host's speed).
+    targets = saved["targets"]
+    assert targets["mse_collision_rate"] == {"value": results["mse"]["collision_rate"],
+                                             "threshold": 0.9, "met": True}
+    for family in GENERATIVE:
+        assert targets[f"{family}_success_rate"]["met"] is True, family
+        assert targets[f"{family}_mode_entropy"]["met"] is True, family
+    assert targets["wall_seconds"]["threshold"] == 120.0
+    assert {"cpu_count", "torch_threads", "load_average_at_start"} <= set(saved["_meta"])
+
+
+def test_targets_judge_each_family_and_the_wall_time():
+    row = {"success_rate": 1.0, "collision_rate": 0.0, "mode_entropy": 0.95}
+    results = {"mse": {**row, "collision_rate": 0.85}, "flow": row,
+               "cvae": {**row, "mode_entropy": 0.5}}
+    t = multimodal.targets(results, wall_s=700.0, quick=False)
+    assert t["mse_collision_rate"] == {"value": 0.85, "threshold": 0.9, "met": False}
+    assert t["flow_success_rate"]["met"] and t["flow_mode_entropy"]["met"]
+    assert t["cvae_success_rate"]["met"] and not t["cvae_mode_entropy"]["met"]
+    assert "diffusion_success_rate" not in t  # only the families that ran
+    assert t["wall_seconds"] == {"value": 700.0, "threshold": 600.0, "met": False}

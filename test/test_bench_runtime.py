@@ -84,6 +84,11 @@ def test_executor_bench_short_run(ros_env, tmp_path):
                 "period_error_max_ms"):
         assert math.isfinite(row[key]), key
     assert row["period_mean_ms"] == pytest.approx(20.0, abs=2.0)
+    targets = saved["targets"]
+    assert targets["thread_period_error_p99_ms"]["value"] == row["period_error_p99_ms"]
+    assert targets["thread_missed_ticks"]["value"] == row["missed_ticks"]
+    for target in targets.values():
+        assert set(target) == {"value", "threshold", "met"}
     # The policy is cached: a second run does not train again.
     assert (tmp_path / "policy" / "bench_policy.json").is_file()
     print("\n" + bench_executor.format_table(results))
