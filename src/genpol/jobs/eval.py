@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
-from genpol import graph, robot
+from genpol import graph, parameters, robot
 from genpol.evaluation import report
 from genpol.evaluation.metrics import EpisodeOutcome, format_table, judge
 from genpol.evaluation.video import Clip
@@ -89,11 +88,11 @@ class EvalSettings:
 
 
 def _typed_like_config(node: str, values: dict[str, Any]) -> dict[str, Any]:
-    """--param values checked against config/<node>.yaml: an unknown name is an error (the node
-    would die on it at start-up), and a whole number for a float parameter (`rate=2`) becomes a
-    float, since ROS rejects an INTEGER for a DOUBLE."""
-    config = yaml.safe_load((graph.config_dir() / f"{node}.yaml").read_text())
-    known = config[node]["ros__parameters"]
+    """--param values checked against the node's parameter table (which config/<node>.yaml
+    equals): an unknown name is an error (the node would die on it at start-up), and a whole
+    number for a float parameter (`rate=2`) becomes a float, since ROS rejects an INTEGER for a
+    DOUBLE."""
+    known = parameters.defaults(node)
     out = {}
     for name, value in values.items():
         if name not in known:
