@@ -109,6 +109,46 @@ def test_position_targets_are_tracked_within_a_second(sim):
         sim.set_position_targets(np.full(6, np.nan))
 
 
+def test_push_displaces_the_joints_then_the_servos_recover(sim):
+    sim.reset(1, tasks.REACH_AROUND)
+    q0, ctrl = sim.joint_positions(), sim.data.ctrl.copy()
+    sim.step(0.2)  # settled at the start pose, holding it
+    offset = np.array([0.15, 0.0, -0.1, 0.0, 0.0, 0.0])
+    moved = sim.push(offset)
+    np.testing.assert_allclose(sim.joint_positions(), q0 + offset, atol=0.01)
+    assert np.abs(sim.joint_velocities()).max() == 0.0
+    assert moved == pytest.approx(np.linalg.norm(robot.forward_kinematics(q0 + offset)
+                                                 - robot.forward_kinematics(q0)), abs=3e-3)
+    np.testing.assert_allclose(sim.ee_position(), robot.forward_kinematics(
+        sim.joint_positions()), atol=1e-9)  # poses refreshed, not left from before the push
+    np.testing.assert_array_equal(sim.data.ctrl, ctrl)  # set points untouched
+    sim.step(1.0)
+    np.testing.assert_allclose(sim.joint_positions(), q0, atol=0.02)
+    # Clipped to the joint limits; a bad offset changes nothing.
+    sim.push(np.array([10.0, 0, 0, 0, 0, 0]))
+    assert sim.joint_positions()[0] == pytest.approx(robot.upper_limits()[0])
+    q = sim.joint_positions()
+    for bad in (np.zeros(5), np.array([np.nan, 0, 0, 0, 0, 0])):
+        with pytest.raises(ValueError, match="push offset"):
+            sim.push(bad)
+    np.testing.assert_array_equal(sim.joint_positions(), q)
+
+
+def test_default_push_moves_the_tip_a_few_cm_mid_reach():
+    """sim_arm's default push_offset_rad, at the experts' poses 1 s into reach_around."""
+    from genpol.parameters import defaults
+
+    offset = np.array(defaults("sim_arm")["push_offset_rad"])
+    moved = []
+    for seed in range(1, 11):
+        inst = tasks.sample(tasks.REACH_AROUND, seed)
+        for mode in tasks.MODES[tasks.REACH_AROUND]:
+            q = tasks.expert(inst, mode, np.random.default_rng(seed))(1.0)
+            moved.append(np.linalg.norm(robot.forward_kinematics(q + offset)
+                                        - robot.forward_kinematics(q)))
+    assert min(moved) >= 0.03 and max(moved) <= 0.055, moved
+
+
 @pytest.mark.skipif(gl.configure() is None, reason=f"no OpenGL backend: {gl.problem}")
 @pytest.mark.parametrize("camera", ["front", "wrist"])
 def test_cameras_render_images(sim, camera):

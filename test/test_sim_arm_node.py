@@ -24,9 +24,12 @@ from genpol.sim import gl  # noqa: E402
 from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
 
 
-def _latest_positions(states: TopicCollector) -> dict[str, float]:
-    msg = states.messages[-1]
+def _positions(msg: JointState) -> dict[str, float]:
     return dict(zip(msg.name, msg.position, strict=True))
+
+
+def _latest_positions(states: TopicCollector) -> dict[str, float]:
+    return _positions(states.messages[-1])
 
 
 def test_sim_arm_tracks_trajectories_by_name_and_rejects_bad_ones(ros):
@@ -172,3 +175,60 @@ def test_sim_arm_ignores_commands_planned_before_a_reset(ros):
         assert wait_for(lambda: abs(_latest_positions(states)["shoulder_pan"] - stale[0])
                         < 0.03, timeout=3)
         assert node.ignored_after_reset == 1
+
+
+def test_sim_arm_push_displaces_the_arm_then_it_tracks_the_command_again(ros):
+    """~/push shoves the shoulder/elbow joints by push_offset_rad; the episode status counts
+    it; the controllers then bring the arm back onto the commanded trajectory."""
+    offset = [0.2, 0.0, -0.1, 0.0, 0.0, 0.0]
+    node = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
+                                           Parameter("push_offset_rad", value=offset)])
+    probe = rclpy.create_node("probe")
+    push = probe.create_client(Trigger, "/sim_arm/push")
+    reset = probe.create_client(Trigger, "/sim_arm/reset")
+    states = TopicCollector(probe, JointState, "/joint_states")
+    status = TopicCollector(probe, String, "/sim_arm/episode")
+    arm_pub = probe.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", 10)
+    names = list(robot.ARM_JOINTS)
+    with spinning(node, probe):
+        assert push.wait_for_service(timeout_sec=5) and states.wait(5, timeout=5)
+        assert status.wait(1, timeout=3) and json.loads(status.messages[-1].data)["pushes"] == 0
+        start = node.sim.task.q_start[:5]
+        goal = start + np.array([-0.3, 0.0, 0.0, 0.0, 0.0])
+        arm_pub.publish(trajectory_msg(names, [duration_msg(1.5)], goal[None]))
+        time.sleep(0.5)  # moving towards the goal
+        seen = len(states)
+        future = push.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout=5) and future.result().success
+        message = future.result().message
+        assert "shoulder_pan +0.200, elbow_flex -0.100 rad" in message, message
+        cm = float(message.split("tip moved ")[1].split(" cm")[0])
+        assert 3.0 < cm < 6.0, message
+
+        # The next joint states show the arm well off the path it was on ...
+        assert states.wait(seen + 3, timeout=3)
+        pans = [_positions(m)["shoulder_pan"] for m in states.messages[seen - 1:]]
+        assert max(np.diff(pans)) > 0.05, pans  # moving right (pan falling) until kicked left
+        # ... counted in the episode status with its sim time ...
+        assert wait_for(lambda: json.loads(status.messages[-1].data)["pushes"] == 1, timeout=3)
+        last = json.loads(status.messages[-1].data)
+        assert 0.4 < last["pushed_at_s"] <= last["time_s"]
+        assert f"pushed at {last['pushed_at_s']:.2f} s" in message
+        # ... and then it follows the commanded trajectory to its goal again.
+        assert wait_for(lambda: all(abs(_latest_positions(states)[j] - g) < 0.03 for j, g in
+                                    zip(names, goal, strict=True)), timeout=3), \
+            (_latest_positions(states), goal)
+
+        # A reset starts the count again.
+        future = reset.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout=5) and future.result().success
+        assert wait_for(lambda: json.loads(status.messages[-1].data)["episode"] == 1, timeout=3)
+        last = json.loads(status.messages[-1].data)
+        assert last["pushes"] == 0 and last["pushed_at_s"] is None
+
+
+@pytest.mark.parametrize("offset", [[0.1, 0.0, -0.1], [0.1, float("nan"), 0.0, 0.0, 0.0, 0.0]])
+def test_sim_arm_refuses_a_bad_push_offset(ros, offset):
+    with pytest.raises(ValueError, match="push_offset_rad must be 6 finite values"):
+        SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0),
+                                        Parameter("push_offset_rad", value=offset)])

@@ -21,7 +21,7 @@ from genpol.sim import tasks
 @dataclass(frozen=True)
 class Param:
     name: str
-    default: Any  # bool, int, float, str or a list of str; it sets the parameter's type
+    default: Any  # bool, int, float, str or a list of str or float; it sets the type
     description: str
     #: True: read once at start-up (rclpy refuses a later set); False: may change at run time
     read_only: bool = True
@@ -136,6 +136,9 @@ SIM_ARM: tuple[Param, ...] = (
                                 "reset_guard_rad from the new start) for up to this long",
           range=(0.0, 10.0)),
     Param("reset_guard_rad", 0.15, "see reset_guard_s", range=(0.0, 6.3)),
+    Param("push_offset_rad", [0.15, 0.0, -0.1, 0.0, 0.0, 0.0],
+          "~/push displaces the joints by this (6 values, robot.JOINT_NAMES order); the default "
+          "moves the tip ~3.5-5 cm left and up mid reach_around"),
 )
 
 CAMERA: tuple[Param, ...] = (

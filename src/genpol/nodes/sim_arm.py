@@ -1,7 +1,8 @@
 """sim_arm: the MuJoCo SO-101 standing in for the arm, its ros2_control joint_trajectory
 controllers and its cameras.
 
-Trajectories in (the controllers' topic interface), /joint_states and camera frames out. Physics
+Trajectories in (the controllers' topic interface), /joint_states and camera frames out; ~/reset
+starts the next episode and ~/push shoves the arm off its path (push_offset_rad). Physics
 runs in wall-clock time: each state tick advances the simulation by the time since the last one.
 Everything runs on one thread, because the OpenGL context that renders the cameras belongs to
 the thread that created it.
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
@@ -40,7 +42,7 @@ MAX_STEP_S = 0.05
 class SimArmNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_arm", **kwargs)
-        params.declare(self, SIM_ARM)
+        params.declare(self, SIM_ARM, check=_check_param)
         p = params.values(self, SIM_ARM)
         self.task_name = p["task"]
         self.seed = p["seed"]
@@ -58,6 +60,9 @@ class SimArmNode(Node):
         self.reset_guard_rad = p["reset_guard_rad"]
         self._guard_until: dict[str, float] = {}
         self.ignored_after_reset = 0
+        self.push_offset = np.array(p["push_offset_rad"], dtype=float)
+        self.pushes = 0  # this episode's ~/push calls, and the sim time of the last one
+        self.pushed_at_s: float | None = None
         cameras = list(p["cameras"])
 
         self.sim = ArmSim()
@@ -74,6 +79,8 @@ class SimArmNode(Node):
             self.create_subscription(JointTrajectory, topics.controller_command(name),
                                      functools.partial(self._on_trajectory, name), 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        # A disturbance for evaluations: the arm is shoved off its path and must be brought back.
+        self.create_service(Trigger, "~/push", self._on_push)
         # Episode status for evaluation and recording: JSON, so tools need no custom message.
         self.status_pub = self.create_publisher(String, "~/episode", 10)
         self.create_timer(0.1, self._publish_status)
@@ -116,6 +123,7 @@ class SimArmNode(Node):
         self.episode += 1
         inst = self._reset_scene()
         self._last_wall = None
+        self.pushes, self.pushed_at_s = 0, None
         if self.reset_guard_s > 0:
             until = self._now() + self.reset_guard_s
             self._guard_until = dict.fromkeys(robot.CONTROLLERS, until)
@@ -124,13 +132,29 @@ class SimArmNode(Node):
         response.message = f"{self.task_name} episode {self.episode} (seed {inst.seed})"
         return response
 
+    def _on_push(self, request, response):
+        before = self.sim.joint_positions()
+        moved = self.sim.push(self.push_offset)
+        applied = self.sim.joint_positions() - before  # less than asked at a joint limit
+        self.pushes += 1
+        self.pushed_at_s = round(self.sim.time, 3)
+        self._publish_status()
+        joints = ", ".join(f"{name} {dq:+.3f}" for name, dq in
+                           zip(robot.JOINT_NAMES, applied, strict=True) if abs(dq) > 1e-6)
+        response.success = True
+        response.message = (f"pushed at {self.pushed_at_s:.2f} s: tip moved {moved * 100:.1f} cm "
+                            f"({joints or 'no joint moved'} rad)")
+        self.get_logger().info(f"sim_arm: episode {self.episode} {response.message}")
+        return response
+
     def _publish_status(self) -> None:
         inst = self.sim.task
         assert inst is not None  # the constructor resets the simulator into its first episode
         status = {"task": inst.name, "seed": inst.seed, "scene_seed": inst.scene_seed,
                   "episode": self.episode, "time_s": round(self.sim.time, 3),
                   "success": tasks.success(self.sim), "collided": self.sim.collided,
-                  "target": inst.target.round(4).tolist()}
+                  "target": inst.target.round(4).tolist(), "pushes": self.pushes,
+                  "pushed_at_s": self.pushed_at_s}
         self.status_pub.publish(String(data=json.dumps(status)))
 
     def _on_trajectory(self, controller: str, msg: JointTrajectory) -> None:
@@ -205,6 +229,17 @@ class SimArmNode(Node):
 
     def close(self) -> None:
         self.sim.close()
+
+
+def _check_param(p: Parameter) -> str:
+    """push_offset_rad: one finite offset per joint (rclpy has checked it is a float list)."""
+    if p.name != "push_offset_rad":
+        return ""
+    values = list(p.value)
+    if len(values) != len(robot.JOINT_NAMES) or not np.all(np.isfinite(values)):
+        return (f"push_offset_rad must be {len(robot.JOINT_NAMES)} finite values (rad, in the "
+                f"order {list(robot.JOINT_NAMES)}), got {values}")
+    return ""
 
 
 def main(args=None) -> None:

@@ -108,6 +108,21 @@ class ArmSim:
         mujoco.mj_kinematics(m, d)
         mujoco.mj_camlight(m, d)
 
+    def push(self, offset: np.ndarray) -> float:
+        """Displace the joints by `offset` (6,) at once, velocities zeroed, clipped to the joint
+        limits: a shove that the servos then recover from by tracking their set points, which
+        are left as they were. Returns how far the gripper tip moved (m)."""
+        offset = np.asarray(offset, float)
+        if offset.shape != (len(robot.JOINT_NAMES),) or not np.all(np.isfinite(offset)):
+            raise ValueError(f"push offset must be 6 finite values (rad), got {offset!r}")
+        m, d = self.model, self.data
+        tip = self.ee_position()
+        q = np.clip(self.joint_positions() + offset, robot.lower_limits(), robot.upper_limits())
+        d.qpos[self._qadr] = q
+        d.qvel[self._dadr] = 0.0
+        mujoco.mj_forward(m, d)
+        return float(np.linalg.norm(self.ee_position() - tip))
+
     @property
     def time(self) -> float:
         return float(self.data.time)
