@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from genpol import cli
-from genpol.evaluation.metrics import (OUTCOMES, EpisodeOutcome, format_table, judge,
-                                       mode_entropy, mode_fractions, summarize)
+from genpol.evaluation.metrics import (OUTCOMES, EpisodeOutcome, first_push, format_table,
+                                       judge, mode_entropy, mode_fractions, summarize)
 from genpol.sim import tasks
 
 MODES = tasks.MODES[tasks.REACH_AROUND]
@@ -74,6 +74,26 @@ def test_summary_figures():
     with pytest.raises(ValueError, match="outcome"):
         _episode(0, "crashed", "left")
     assert eps[2].row()["collided"] and not eps[2].row()["success"]
+
+
+def test_success_after_push_counts_pushed_episodes_only():
+    eps = [_episode(0, "success", "left"), _episode(1, "success", "right"),
+           _episode(2, "collision", "left"), _episode(3, "timeout", "right")]
+    s = summarize(eps, MODES)
+    assert s["pushed_episodes"] == 0 and s["success_after_push"] is None
+    assert "push" not in format_table(s, eps)
+    eps[1].pushed_at_s, eps[2].pushed_at_s = 1.02, 1.0
+    s = summarize(eps, MODES)
+    assert s["pushed_episodes"] == 2 and s["success_after_push"] == 0.5
+    assert s["success_rate"] == 0.5  # still over all episodes
+    assert "success after push 0.50 (2 pushed episodes)" in format_table(s, eps)
+    assert eps[1].row()["pushed_at_s"] == 1.02
+    # The push's sim time comes from sim_arm's statuses (absent keys: an older sim_arm).
+    statuses = [{"time_s": 0.9, "pushes": 0, "pushed_at_s": None}, {"time_s": 1.0},
+                {"time_s": 1.02, "pushes": 1, "pushed_at_s": 1.017},
+                {"time_s": 1.1, "pushes": 1, "pushed_at_s": 1.017}]
+    assert first_push(statuses) == 1.017
+    assert first_push(statuses[:2]) is None
 
 
 def test_judge_success_hold_collision_and_timeout():
@@ -134,17 +154,64 @@ def test_bad_policy_path_is_refused_before_anything_starts(tmp_path, capsys):
     assert code == 2 and "unknown task" in capsys.readouterr().err
 
 
+def test_push_at_must_be_non_negative_and_before_the_timeout(tmp_path, capsys):
+    from genpol.jobs.eval import EvalSettings
+
+    for bad in (-0.5, math.nan):
+        with pytest.raises(ValueError, match="--push-at must be >= 0"):
+            EvalSettings(policy=str(tmp_path), push_at_s=bad).check()
+    with pytest.raises(ValueError, match="not before the episode timeout"):
+        EvalSettings(policy=str(tmp_path), push_at_s=3.0, timeout_s=3.0).check()
+    code = cli.main(["eval", "--policy", str(tmp_path), "--push-at", "-1"])
+    assert code == 2 and "--push-at must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
 def test_node_parameters_are_checked_and_typed_like_their_config(tmp_path, capsys):
     from genpol.jobs.eval import _typed_like_config
 
     typed = _typed_like_config("planner", {"inference_rate_hz": 2, "num_samples": 16})
     assert typed == {"inference_rate_hz": 2.0, "num_samples": 16}
     assert isinstance(typed["inference_rate_hz"], float)
+    # A float list's whole numbers too (YAML reads `[0.2, 0, 0, 0, 0, 0]` with ints).
+    offset = _typed_like_config("sim_arm", {"push_offset_rad": [0.2, 0, 0, 0, 0, 0]})
+    assert [type(v) for v in offset["push_offset_rad"]] == [float] * 6
     with pytest.raises(ValueError, match="planner has no parameter 'num_sample'"):
         _typed_like_config("planner", {"num_sample": 16})
 
 
 # ---------------------------------------------------------------------------------- closed loop
+
+
+def test_probe_pushes_sim_arm_once_per_episode_at_the_asked_time(ros):
+    """The eval probe calls /sim_arm/push when an episode's time_s reaches push_at_s, once, in
+    every episode; without push_at_s it neither needs nor calls the service."""
+    from rclpy.parameter import Parameter
+    from rclpy.utilities import get_default_context
+
+    from genpol.nodes.eval_probe import PUSH_SERVICE, EvalProbe
+    from genpol.nodes.sim_arm import SimArmNode
+    from ros_helpers import spinning, wait_for
+
+    idle = EvalProbe(get_default_context(), cameras=False)
+    assert PUSH_SERVICE not in idle._service_clients
+    idle.destroy_node()
+    sim = SimArmNode(parameter_overrides=[Parameter("camera_rate_hz", value=0.0)])
+    probe = EvalProbe(get_default_context(), cameras=False, push_at_s=0.5)
+    with spinning(sim, probe):
+        assert wait_for(lambda: PUSH_SERVICE not in probe.missing_services()
+                        and probe.latest_status is not None, timeout=5)
+        for episode in (1, 2):
+            probe.begin(record_frames=False)
+            probe.reset("sim_arm")
+            probe.start_at(probe.now())
+            assert wait_for(lambda: any(s["time_s"] >= 1.2 for s in probe.statuses()), timeout=5)
+            rec = probe.end()
+            assert rec.push_called and "tip moved" in rec.push_reply and not rec.push_error
+            assert {s["episode"] for s in rec.statuses} == {episode}
+            assert max(s["pushes"] for s in rec.statuses) == 1  # once, not at every status
+            assert 0.5 <= first_push(rec.statuses) < 0.75
+            assert sim.pushes == 1
 
 
 def _node_processes(domain: str) -> list[int]:
@@ -199,6 +266,7 @@ def test_eval_closed_loop_writes_consistent_results(ros_env, reach_policy, tmp_p
         assert e["start_offset_m"] < 0.01  # the arm starts where tasks.sample puts it
         if e["success"]:
             assert e["final_distance_m"] < 1.5 * tasks.REACH_TOLERANCE
+        assert e["pushed_at_s"] is None  # no --push-at
     n = len(rows)
     assert fig["episodes"] == n
     assert fig["success_rate"] == pytest.approx(sum(e["success"] for e in rows) / n)
@@ -208,6 +276,7 @@ def test_eval_closed_loop_writes_consistent_results(ros_env, reach_policy, tmp_p
     counts = {m: sum(e["mode"] == m for e in rows) for m in MODES}
     assert fig["mode_entropy"] == pytest.approx(mode_entropy(counts, MODES))
     assert fig["mean_episode_s"] == pytest.approx(np.mean([e["duration_s"] for e in rows]))
+    assert fig["pushed_episodes"] == 0 and fig["success_after_push"] is None
     assert r["policy"]["family"] == "flow"
     assert r["command"].startswith("genpol eval") and "--episodes 3" in r["command"]
     assert r["versions"]["genpol"] and r["versions"]["python"]
@@ -230,6 +299,29 @@ def test_eval_closed_loop_writes_consistent_results(ros_env, reach_policy, tmp_p
     for name in ("sim_arm", "planner", "executor"):
         log = (out / "logs" / f"{name}.log").read_text()
         assert "Traceback" not in log, log[-2000:]
+
+
+def test_eval_push_at_pushes_each_episode_and_reports_success_after_push(ros_env, reach_policy,
+                                                                       tmp_path):
+    out = tmp_path / "eval"
+    run = subprocess.run(_eval_cmd(reach_policy, out, "--episodes", "2", "--videos", "0",
+                                   "--push-at", "0.5"),
+                         capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    print(run.stdout[-3000:], run.stderr[-3000:])
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads((out / "results.json").read_text())
+    rows, fig = r["episodes"], r["figures"]
+    for e in rows:
+        # Pushed once, as soon as sim_arm's status (10 Hz) reported 0.5 s, unless over by then.
+        if e["duration_s"] >= 0.8:
+            assert 0.5 <= e["pushed_at_s"] < 0.8, e
+    pushed = [e for e in rows if e["pushed_at_s"] is not None]
+    assert fig["pushed_episodes"] == len(pushed) > 0
+    assert fig["success_after_push"] == pytest.approx(np.mean([e["success"] for e in pushed]))
+    assert r["settings"]["push_at_s"] == 0.5
+    assert "success after push" in run.stdout and "pushed at 0." in run.stdout
+    log = (out / "logs" / "sim_arm.log").read_text()
+    assert log.count("pushed at") == len(pushed), log[-2000:]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         policy=args.policy, task=args.task, episodes=args.episodes, out=args.out,
         seed=args.seed, scene_seed=args.scene_seed, executor_mode=args.executor_mode or "",
         videos=args.videos, timeout_s=args.timeout_s or 0.0, hold_s=args.hold_s,
-        progress=not args.no_progress, params=_node_params(args.param))
+        push_at_s=args.push_at, progress=not args.no_progress, params=_node_params(args.param))
     return _guarded("eval", run, settings, command=shlex.join(["genpol", *sys.argv[1:]]))
 
 
@@ -264,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeout-s", type=float,
                    help="sim seconds per episode (default 10 reach_around, 20 pick_place)")
     e.add_argument("--hold-s", type=float, default=0.5, help="success must hold this long")
+    e.add_argument("--push-at", type=float, default=0.0, metavar="S",
+                   help="push the arm off its path once per episode, S sim seconds in (sim_arm "
+                        "~/push, sim_arm.push_offset_rad); results add success after push "
+                        "(default 0: no push)")
     e.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                    help="node parameter over config/<node>.yaml, e.g. planner.num_samples=16 "
                         "(repeatable)")

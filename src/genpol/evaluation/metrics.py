@@ -3,7 +3,8 @@
 An episode ends in one of three outcomes: "success" (the task's success held for the hold time),
 "collision" (the arm touched the obstacle) or "timeout". Its mode is what tasks.mode_of named for
 its path: one of the task's modes (left / right, top / front), or "through" / "none" when the
-path took neither.
+path took neither. An episode may also have been pushed (sim_arm's ~/push, `genpol eval
+--push-at`): success among those measures how a policy recovers from a disturbance.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class EpisodeOutcome:
     min_distance_m: float | None = None    # reach_around: closest the tip came to the target
     start_offset_m: float | None = None    # tip at the first state after reset vs the task's start
     samples: int = 0        # joint states recorded
+    pushed_at_s: float | None = None  # sim time sim_arm was pushed; None: never (or not asked)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -76,6 +78,15 @@ def mode_entropy(counts: Mapping[str, float], task_modes: Sequence[str]) -> floa
     return float(h / math.log(len(task_modes))) + 0.0  # + 0.0: never print -0.00
 
 
+def first_push(statuses: Iterable[Mapping[str, Any]]) -> float | None:
+    """Sim time of an episode's first push, from sim_arm's statuses ("pushes", "pushed_at_s");
+    None if none of them reports one."""
+    for s in statuses:
+        if s.get("pushes") and s.get("pushed_at_s") is not None:
+            return float(s["pushed_at_s"])
+    return None
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
@@ -87,6 +98,7 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         raise ValueError("no episodes to summarize")
     counts = Counter(e.mode for e in episodes)
     distances = [e.final_distance_m for e in episodes if e.final_distance_m is not None]
+    pushed = [e for e in episodes if e.pushed_at_s is not None]
     return {
         "episodes": n,
         "success_rate": sum(e.success for e in episodes) / n,
@@ -97,6 +109,9 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         "mean_episode_s": _mean([e.duration_s for e in episodes]),
         "mean_success_s": _mean([e.duration_s for e in episodes if e.success]),
         "mean_final_distance_m": _mean(distances),
+        "pushed_episodes": len(pushed),
+        # None when no episode was pushed (none asked for, or all ended before the push)
+        "success_after_push": _mean([float(e.success) for e in pushed]),
     }
 
 
@@ -123,6 +138,9 @@ def format_table(figures: Mapping[str, Any], episodes: Sequence[EpisodeOutcome]
             f" (successes {figures['mean_success_s']:.1f} s)"
             if figures["mean_success_s"] is not None else ""),
     ]
+    if figures.get("pushed_episodes"):
+        lines.append(f"success after push {figures['success_after_push']:.2f} "
+                     f"({figures['pushed_episodes']} pushed episodes)")
     return "\n".join(lines)
 
 

@@ -5,12 +5,14 @@ resolved by genpol.graph, with --param values on top, and supervised by genpol.l
 drives episodes from an in-process probe node (genpol.nodes.eval_probe, in the client session):
 reset sim_arm (the next start pose), the planner and the executor through their ~/reset
 services, and watch /sim_arm/episode and /joint_states until success has held for hold_s, the
-arm touches the obstacle, or the timeout. The node processes are stopped on every way out.
-rclpy is imported only once a run starts.
+arm touches the obstacle, or the timeout. With push_at_s the probe also shoves the arm once per
+episode (sim_arm's ~/push), so success after a disturbance is measured. The node processes are
+stopped on every way out. rclpy is imported only once a run starts.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +23,7 @@ import numpy as np
 
 from genpol import graph, parameters, robot
 from genpol.evaluation import report
-from genpol.evaluation.metrics import EpisodeOutcome, format_table, judge
+from genpol.evaluation.metrics import EpisodeOutcome, first_push, format_table, judge
 from genpol.evaluation.video import Clip
 from genpol.launcher import Supervisor
 from genpol.sim import tasks
@@ -45,6 +47,7 @@ class EvalSettings:
     videos: int = 3           # episodes recorded into the MP4
     timeout_s: float = 0.0    # 0: TIMEOUTS[task]
     hold_s: float = 0.5       # success must hold this long
+    push_at_s: float = 0.0    # > 0: sim_arm's ~/push once per episode at this sim time
     startup_timeout_s: float = 120.0
     progress: bool = True
     #: extra node parameters over config/<node>.yaml: {"planner": {"num_samples": 16}}
@@ -64,6 +67,12 @@ class EvalSettings:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
         if self.timeout_s < 0 or self.hold_s < 0:
             raise ValueError("--timeout-s and the hold time must be >= 0")
+        if not (math.isfinite(self.push_at_s) and self.push_at_s >= 0):
+            raise ValueError(f"--push-at must be >= 0 (sim seconds into each episode; 0: no "
+                             f"push), got {self.push_at_s:g}")
+        if self.push_at_s >= self.timeout:
+            raise ValueError(f"--push-at {self.push_at_s:g} is not before the episode timeout "
+                             f"({self.timeout:g} s): no episode would be pushed")
         if self.executor_mode and self.executor_mode not in MODES:
             raise ValueError(f"--executor-mode must be one of {list(MODES)}, "
                              f"got {self.executor_mode!r}")
@@ -91,18 +100,25 @@ def _typed_like_config(node: str, values: dict[str, Any]) -> dict[str, Any]:
     """--param values checked against the node's parameter table (which config/<node>.yaml
     equals): an unknown name is an error (the node would die on it at start-up), and a whole
     number for a float parameter (`rate=2`) becomes a float, since ROS rejects an INTEGER for a
-    DOUBLE."""
+    DOUBLE (and so for each element of a float list)."""
     known = parameters.defaults(node)
     out = {}
     for name, value in values.items():
         if name not in known:
             raise ValueError(f"--param {node}.{name}: {node} has no parameter {name!r}; it has "
                              f"{sorted(known)}")
-        if isinstance(known[name], float) and isinstance(value, int) \
-                and not isinstance(value, bool):
-            value = float(value)
+        default = known[name]
+        if isinstance(default, list) and default and isinstance(default[0], float) \
+                and isinstance(value, list):
+            value = [_float_if_whole(v) for v in value]
+        elif isinstance(default, float):
+            value = _float_if_whole(value)
         out[name] = value
     return out
+
+
+def _float_if_whole(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _say(settings: EvalSettings, text: str) -> None:
@@ -151,11 +167,15 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
     while decided is None:
         time.sleep(0.05)
         procs.check()
-        decided = judge(probe.statuses(), settings.timeout, settings.hold_s)
+        statuses = probe.statuses()
+        decided = judge(statuses, settings.timeout, settings.hold_s)
         if decided is None and time.monotonic() > wall_limit:
             raise RuntimeError(f"episode {i}: sim_arm's episode time stopped advancing "
                                f"(logs in {procs.log_dir})")
     rec = probe.end()
+    if rec.push_error:
+        raise RuntimeError(f"episode {i}: /sim_arm/push failed: {rec.push_error} (logs in "
+                           f"{procs.log_dir})")
     outcome, t_end = decided
     first = rec.statuses[0]
     inst = tasks.sample(settings.task, int(first["seed"]), first["scene_seed"])
@@ -174,7 +194,7 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                       duration_s=round(float(t_end), 3),
                       mode=tasks.mode_of(inst, q) if len(q) else "none",
                       final_distance_m=final, min_distance_m=closest, start_offset_m=offset,
-                      samples=len(q))
+                      samples=len(q), pushed_at_s=first_push(statuses))
     clip = None
     if rec.record_frames:
         label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"
@@ -222,7 +242,8 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
                        f"in {procs.log_dir}")
         with procs, Session() as session:
             procs.start_graph(nodes)
-            probe = session.spin(EvalProbe(session.context, cameras=settings.videos > 0))
+            probe = session.spin(EvalProbe(session.context, cameras=settings.videos > 0,
+                                           push_at_s=settings.push_at_s))
             _wait_ready(settings, procs, probe)
             _say(settings, f"graph ready after {time.perf_counter() - wall:.1f} s; "
                            f"{settings.episodes} episodes, timeout {settings.timeout:g} s")
@@ -235,6 +256,8 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
                 wins = sum(e.success for e in episodes)
                 dist = ("" if ep.final_distance_m is None
                         else f", final {ep.final_distance_m * 100:.1f} cm")
+                if ep.pushed_at_s is not None:
+                    dist += f", pushed at {ep.pushed_at_s:.2f} s"
                 _say(settings, f"episode {i + 1}/{settings.episodes} seed {ep.seed}: "
                                f"{ep.outcome} ({ep.mode}) in {ep.duration_s:.1f} s{dist}; "
                                f"success so far {wins}/{len(episodes)}")

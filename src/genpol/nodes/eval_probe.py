@@ -1,5 +1,6 @@
-"""The evaluator's node: resets the graph through its Trigger services and records what an
-episode produced (sim_arm's episode status, joint states, camera frames).
+"""The evaluator's node: resets the graph through its Trigger services, pushes the arm once
+per episode if asked (sim_arm's ~/push, at a sim time) and records what an episode produced
+(sim_arm's episode status, joint states, camera frames).
 
 `genpol eval` (genpol.jobs.eval) spins it in its client session (genpol.nodes.session), imported
 only when an evaluation runs, so the rest of genpol.evaluation works without ROS.
@@ -24,6 +25,7 @@ from genpol.nodes.messages import stamp_s
 from genpol.nodes.session import ClientNode
 
 RESET_SERVICES = ("sim_arm", "executor", "planner")
+PUSH_SERVICE = topics.service("sim_arm", "push")
 
 
 @dataclass
@@ -38,14 +40,21 @@ class Recording:
     positions: list[np.ndarray] = field(default_factory=list)  # (6,) in robot.JOINT_NAMES order
     frame_stamps: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
+    push_called: bool = False  # ~/push requested in this episode (once at most)
+    push_reply: str = ""       # its answer, once it came
+    push_error: str = ""       # why it failed, if it did
 
     def joint_path(self) -> np.ndarray:
         return np.array(self.positions).reshape(-1, len(robot.JOINT_NAMES))
 
 
 class EvalProbe(ClientNode):
-    def __init__(self, context: Context, cameras: bool):
+    def __init__(self, context: Context, cameras: bool, push_at_s: float = 0.0):
+        """push_at_s > 0: call sim_arm's ~/push once per episode, at the first episode status
+        whose time_s reaches it (statuses come at 10 Hz: up to 0.1 s late; the status after
+        the push gives its exact sim time)."""
         super().__init__("genpol_eval", context)
+        self.push_at_s = push_at_s
         self._rec_lock = threading.Lock()
         self._rec: Recording | None = None
         self.latest_status: dict | None = None
@@ -58,6 +67,8 @@ class EvalProbe(ClientNode):
                                      qos_profile_sensor_data)
         for name in RESET_SERVICES:
             self.service(Trigger, topics.service(name, "reset"))
+        if push_at_s > 0:  # only then is the graph not ready without it
+            self.service(Trigger, PUSH_SERVICE)
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -69,11 +80,27 @@ class EvalProbe(ClientNode):
         except ValueError:
             self.get_logger().warning(f"unreadable episode status: {msg.data[:80]!r}")
             return
+        push = False
         with self._rec_lock:
             self.latest_status = status
             rec = self._rec
             if rec is not None and int(status.get("episode", -1)) > rec.after_episode:
                 rec.statuses.append(status)
+                push = (0 < self.push_at_s <= float(status.get("time_s", 0.0))
+                        and not rec.push_called)
+                rec.push_called |= push
+        if push and rec is not None:
+            # Asynchronously: this callback runs on the thread that would deliver the answer.
+            future = self.service(Trigger, PUSH_SERVICE).call_async(Trigger.Request())
+            future.add_done_callback(lambda f: self._on_pushed(rec, f))
+
+    def _on_pushed(self, rec: Recording, future) -> None:
+        result = future.result()
+        with self._rec_lock:
+            if result is not None and result.success:
+                rec.push_reply = result.message
+            else:
+                rec.push_error = getattr(result, "message", "") or "no response"
 
     def _on_state(self, msg: JointState) -> None:
         if len(msg.name) != len(msg.position):
