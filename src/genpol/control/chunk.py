@@ -33,6 +33,8 @@ class Chunk:
     times: np.ndarray
     positions: np.ndarray
     seq: int  # arrival order; breaks ties between equal stamps
+    #: `continue` mode: when this chunk starts to play (genpol.control.timeline)
+    takeover: float = -np.inf
 
     @property
     def start(self) -> float:

@@ -24,6 +24,7 @@ from genpol.control.config import ExecutorConfig
 from genpol.control.ensemble import merge
 from genpol.control.interpolate import TIME_EPS, sample
 from genpol.control.limits import limit_steps
+from genpol.control.timeline import first_at_or_after
 
 
 @dataclass
@@ -93,15 +94,17 @@ class ChunkExecutor:
                 self._measured[i] = value
 
     def add_chunk(self, stamp: float, joint_names: Sequence[str], times_from_start: np.ndarray,
-                  positions: np.ndarray) -> ChunkResult:
+                  positions: np.ndarray, now: float | None = None) -> ChunkResult:
+        """`now`: the arrival time (the node's clock); without it, the last tick's time."""
         chunk, result = check_chunk(self.config, stamp, joint_names, times_from_start, positions,
                                     0)
         if chunk is None:
             return result
         with self._lock:
-            return self._add_checked(chunk, result)
+            return self._add_checked(chunk, result, now)
 
-    def _add_checked(self, chunk: Chunk, result: ChunkResult) -> ChunkResult:
+    def _add_checked(self, chunk: Chunk, result: ChunkResult,
+                     now: float | None) -> ChunkResult:
         if chunk.stamp < self._not_before:
             return ChunkResult(False, "dropped: planned before the last reset")
         ref = self._last_tick if self._last_tick is not None else self._newest_stamp
@@ -113,7 +116,12 @@ class ChunkExecutor:
             if -age > self.config.max_chunk_age_s:
                 result.warnings.append(f"stamp is {-age:.3f} s in the future: are the planner "
                                        "and the executor on the same clock (use_sim_time)?")
-        chunk = replace(chunk, seq=self._seq)
+        arrival = now if now is not None else (self._last_tick if self._last_tick is not None
+                                               else chunk.stamp)
+        # The timeline contract: points up to one tick after arrival were already sent from
+        # the chunk playing; this one takes over at its first point after that.
+        takeover = first_at_or_after(chunk.times, arrival + self.config.dt)
+        chunk = replace(chunk, seq=self._seq, takeover=takeover)
         self._seq += 1
         self._chunks.append(chunk)
         self._chunks.sort(key=lambda c: (c.stamp, c.seq))
@@ -157,8 +165,16 @@ class ChunkExecutor:
                             f"{self._unmeasured()} before moving")
             return self._empty(warnings)
 
-        targets = merge(np.stack([s[0] for s in samples]), covered,
-                        self.config.mode, self.config.ensemble_m)
+        mode = self.config.mode
+        if mode == "continue":
+            # Each instant from the newest chunk that has taken over by then; before any has
+            # (the first chunk of an episode), from the newest that covers it.
+            takeovers = np.array([c.takeover for c in self._chunks])
+            taken = covered & (takeovers[:, None] <= query[None, :] + TIME_EPS)
+            covered = np.where(taken.any(axis=0), taken, covered)
+            mode = "latest"
+        targets = merge(np.stack([s[0] for s in samples]), covered, mode,
+                        self.config.ensemble_m)
         prev = start
         for p in range(targets.shape[0]):  # no chunk covers this time: hold the value before it
             if np.isnan(targets[p, 0]):

@@ -133,7 +133,7 @@ class ExecutorNode(Node):
             self.get_logger().warning("dropped a chunk whose points differ in length")
             return
         result = self.core.add_chunk(stamp_s(msg.header.stamp), list(msg.joint_names), times,
-                                     positions)
+                                     positions, now=self._now())
         if result.accepted:
             self.chunks_accepted += 1
         else:

@@ -1,0 +1,121 @@
+"""The timeline contract between the planner and the executor, for continuation chunks.
+
+A chunk is stamped with its observation time t0 and its point k plays at t0 + k/fps. In the
+executor's `continue` mode a chunk that arrives at time a takes over at its first point at or
+after a + one tick (the points before that were already sent to the controller from the chunk
+playing); until then the chunk playing keeps playing. Both sides compute that point with
+`takeover_index`, so the planner knows, before it samples, which points of its new chunk the
+robot will take from the previous one: those, with the takeover point and the one after it
+(the executor interpolates between them right after the switch), are the committed prefix that
+real-time chunking makes the new chunk equal (and the overlap after it, which it leans toward).
+
+numpy only: the executor imports this, the policies read `Prefix`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEDULES = ("exp", "linear", "hard")
+#: the planner's strategies: continue the committed prefix, or only select among free samples
+CHUNKINGS = ("rtc", "select")
+
+
+def first_at_or_after(times: np.ndarray, t: float) -> float:
+    """The first of the chunk's (increasing) point times at or after t; its end if none."""
+    i = int(np.searchsorted(times, t - 1e-9))
+    return float(times[min(i, len(times) - 1)])
+
+
+def takeover_index(stamp: float, fps: float, arrival: float, tick_s: float) -> int:
+    """Index of the first point (at stamp + k/fps) at or after arrival + tick_s."""
+    first = arrival + tick_s - stamp
+    return max(0, math.ceil(first * fps - 1e-9))
+
+
+def soft_mask(horizon: int, committed: int, overlap: int, schedule: str = "exp") -> np.ndarray:
+    """Guidance weight per step: 1 over the committed prefix, decaying to 0 across the rest of
+    the overlap, 0 beyond it (Black et al. 2025, eq. 5: c_i (e^c_i - 1) / (e - 1) with
+    c_i = (overlap - i) / (overlap - committed + 1)); "linear" uses c_i, "hard" only the prefix."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    committed = min(max(committed, 0), horizon)
+    overlap = min(max(overlap, committed), horizon)
+    w = np.zeros(horizon)
+    w[:committed] = 1.0
+    if schedule != "hard" and overlap > committed:
+        i = np.arange(committed, overlap)
+        c = (overlap - i) / (overlap - committed + 1)
+        w[committed:overlap] = c * np.expm1(c) / np.expm1(1.0) if schedule == "exp" else c
+    return w
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """What the robot will still play of the previous chunk, on the new chunk's step times.
+
+    actions (H, A) in the policy's units and joint order (rows past `overlap` are unused);
+    the first `committed` steps are played from the previous chunk whatever the new one says,
+    the steps up to `overlap` are where the two chunks overlap.
+    """
+
+    actions: np.ndarray
+    committed: int
+    overlap: int
+    schedule: str = "exp"
+    max_guidance: float = 5.0
+
+    def weights(self) -> np.ndarray:
+        return soft_mask(len(self.actions), self.committed, self.overlap, self.schedule)
+
+
+class PlannerTimeline:
+    """The planner's model of what the executor plays: its own last chunk, and how late its
+    chunks land (the measured delay from observation to publication, the worst of the recent
+    ones, so that a slow sample does not leave the prefix too short)."""
+
+    def __init__(self, tick_s: float = 0.02, margin_s: float = 0.01, window: int = 10):
+        self.tick_s = tick_s
+        self.margin_s = margin_s
+        self._delays: collections.deque[float] = collections.deque(maxlen=window)
+        self._last: tuple[object, np.ndarray, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        """A new episode: nothing is playing."""
+        self._last = None
+
+    @property
+    def delay_s(self) -> float | None:
+        return max(self._delays) if self._delays else None
+
+    def published(self, key: object, stamp: float, fps: float, positions: np.ndarray,
+                  published_at: float) -> None:
+        """The chunk the planner just sent (positions (H, A)); `key` names the policy."""
+        self._delays.append(max(0.0, published_at - stamp))
+        times = stamp + np.arange(len(positions)) / fps
+        self._last = (key, times, np.asarray(positions, dtype=float).copy())
+
+    def prefix(self, key: object, stamp: float, fps: float, horizon: int,
+               schedule: str = "exp", max_guidance: float = 5.0) -> Prefix | None:
+        """The prefix a chunk for the observation at `stamp` should continue, or None when
+        nothing of this policy is playing over its steps (the first chunk, after a gap or a
+        swap)."""
+        if self._last is None or self._last[0] is not key:
+            return None
+        _, prev_times, prev = self._last
+        times = stamp + np.arange(horizon) / fps
+        overlap = int(np.searchsorted(times, prev_times[-1] + 1e-9))
+        if overlap == 0 or times[0] < prev_times[0] - 1e-9:
+            return None
+        delay = (self.delay_s or 0.0) + self.margin_s
+        # The executor switches at the takeover point k and interpolates toward k + 1 on the
+        # tick after, so the segment [k, k + 1] is the previous chunk's too.
+        committed = min(takeover_index(stamp, fps, stamp + delay, self.tick_s) + 2, overlap)
+        actions = np.zeros((horizon, prev.shape[1]))
+        for j in range(prev.shape[1]):
+            actions[:overlap, j] = np.interp(times[:overlap], prev_times, prev[:, j])
+        return Prefix(actions, committed, overlap, schedule, max_guidance)
