@@ -8,15 +8,27 @@ touches (shape checks, normalisation, padding, numpy convenience) lives here, on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from genpol.control.timeline import Prefix
 from genpol.policies.config import PolicyConfig
 from genpol.policies.normalize import Normalizer
 from genpol.policies.padding import hold_last_step
+
+@dataclass(frozen=True)
+class PrefixTarget:
+    """A Prefix on the policy's side: actions (H, A) normalised, weights (H,)."""
+
+    actions: torch.Tensor
+    weights: torch.Tensor
+    committed: int
+    max_guidance: float
+
 
 Obs = Mapping[str, Any]  # {"state": (B, S), "images": {camera: (B, 3, H, W)}}
 
@@ -29,6 +41,10 @@ class Policy(nn.Module):
     stochastic: ClassVar[bool] = True
     #: True when `sample` starts from Gaussian noise that a caller may inject (`noise=`).
     takes_noise: ClassVar[bool] = False
+    #: How `sample(prefix=...)` continues a committed prefix: "guidance" (real-time chunking),
+    #: "forcing" (the prefix's tokens are given), or None (the family cannot: the planner falls
+    #: back to choosing the sample nearest the previous chunk).
+    prefix_method: ClassVar[str | None] = None
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
@@ -49,7 +65,8 @@ class Policy(nn.Module):
     def _sample(self, obs: dict, num_samples: int,
                 generator: torch.Generator | None, **kwargs: Any) -> torch.Tensor:
         """obs normalised with batch B; returns (B, num_samples, H, A) normalised actions.
-        kwargs: `noise` for families that take it."""
+        kwargs: `noise` for families that take it, `prefix` (a PrefixTarget) for families with
+        a prefix_method."""
         raise NotImplementedError
 
     # ---- the public interface ----------------------------------------------------------------
@@ -73,20 +90,24 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def sample(self, obs: Obs, num_samples: int = 1, generator: torch.Generator | None = None,
-               noise: Any = None) -> torch.Tensor:
+               noise: Any = None, prefix: Prefix | None = None) -> torch.Tensor:
         """(B, num_samples, H, A) action chunks in the data's units, all drawn in one batch.
 
         noise: the initial N(0, I) noise in the normalised action space, (B * num_samples, H, A)
         or (num_samples, H, A) for every observation; only for families with `takes_noise`.
+        prefix: what the robot still plays of the previous chunk (data units): every sample
+        continues it (see `prefix_method`).
         """
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if noise is not None:
             if not self.takes_noise:
                 raise ValueError(f"a {self.config.family} policy starts from no noise to inject; "
                                  "noise= works for the denoising families (diffusion, flow)")
             kwargs["noise"] = noise
+        if prefix is not None:
+            kwargs["prefix"] = self._prefix_target(prefix)
         was_training = self.training
         self.eval()  # dropout off: sampling randomness comes from the model, never from dropout
         try:
@@ -97,9 +118,9 @@ class Policy(nn.Module):
 
     def predict_chunks(self, state: np.ndarray, images: Mapping[str, np.ndarray] | None = None,
                        num_samples: int = 1, seed: int | None = None,
-                       noise: Any = None) -> np.ndarray:
+                       noise: Any = None, prefix: Prefix | None = None) -> np.ndarray:
         """One observation from numpy (state (S,), images (H, W, 3) uint8) -> (N, H, A) numpy;
-        noise: (N, H, A) initial noise, as for `sample`."""
+        noise and prefix as for `sample`."""
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)
         obs: dict[str, Any] = {"state": state_t.unsqueeze(0) if state_t.ndim == 1 else state_t}
         if images:
@@ -110,12 +131,27 @@ class Policy(nn.Module):
         gen = None
         if seed is not None:
             gen = torch.Generator(device=self.device).manual_seed(seed)
-        return self.sample(obs, num_samples, gen, noise=noise)[0].cpu().numpy()
+        return self.sample(obs, num_samples, gen, noise=noise, prefix=prefix)[0].cpu().numpy()
 
     def set_stats(self, stats: Mapping[str, Any]) -> None:
         self.normalizer.set_stats(stats)
 
     # ---- checks at the boundary --------------------------------------------------------------
+    def _prefix_target(self, prefix: Prefix) -> PrefixTarget:
+        if self.prefix_method is None:
+            raise ValueError(f"a {self.config.family} policy cannot continue a prefix; the "
+                             "planner keeps its mode by selection instead (chunking: select)")
+        cfg = self.config
+        actions = np.asarray(prefix.actions, dtype=np.float32)
+        if actions.shape != (cfg.horizon, cfg.action_dim):
+            raise ValueError(f"prefix actions have shape {actions.shape}, expected "
+                             f"({cfg.horizon}, {cfg.action_dim})")
+        if not np.isfinite(actions).all():
+            raise ValueError("prefix actions hold NaN/inf")
+        target = self.normalizer.normalize_action(torch.as_tensor(actions, device=self.device))
+        weights = torch.as_tensor(prefix.weights(), dtype=torch.float32, device=self.device)
+        return PrefixTarget(target, weights, prefix.committed, float(prefix.max_guidance))
+
     def _prepare_obs(self, obs: Obs) -> dict:
         if "state" not in obs:
             raise ValueError("observation has no 'state'; pass {'state': tensor of shape (B, "

@@ -53,6 +53,7 @@ def from_bins(index: torch.Tensor, n_bins: int) -> torch.Tensor:
 class BinnedPolicy(Policy):
     config_class = BinnedConfig
     config: BinnedConfig
+    prefix_method = "forcing"
     step_of: torch.Tensor
     dim_of: torch.Tensor
 
@@ -99,16 +100,27 @@ class BinnedPolicy(Policy):
         accuracy = masked_mean(correct.view(action.shape), is_pad)
         return loss, {"ce": loss.item(), "bin_acc": accuracy.item()}
 
-    def _sample(self, obs, num_samples, generator):
+    def _sample(self, obs, num_samples, generator, prefix=None):
+        """prefix: its committed steps' tokens are given, not drawn (prefix forcing), so the
+        rest of the chunk is sampled as the continuation of exactly what the robot plays."""
         cfg = self.config
         offset, h = self._start(obs, num_samples)
         m = offset.shape[0]
         prev = torch.full((m, 1), cfg.n_bins, dtype=torch.long, device=offset.device)
+        committed = 0 if prefix is None else prefix.committed
+        forced = (to_bins(prefix.actions[:committed], cfg.n_bins).flatten()
+                  if prefix is not None else None)
         tokens = []
         for i in range(cfg.horizon * cfg.action_dim):
             out, h = self.rnn(self._inputs(prev, slice(i, i + 1), offset), h)
-            probs = F.softmax(self.head(out[:, 0]) / cfg.temperature, dim=-1)
-            prev = torch.multinomial(probs, 1, generator=generator)
+            if forced is not None and i < forced.numel():
+                prev = forced[i].expand(m, 1)
+            else:
+                probs = F.softmax(self.head(out[:, 0]) / cfg.temperature, dim=-1)
+                prev = torch.multinomial(probs, 1, generator=generator)
             tokens.append(prev)
-        chunks = from_bins(torch.cat(tokens, dim=1), cfg.n_bins)
+        chunks = from_bins(torch.cat(tokens, dim=1), cfg.n_bins).view(m, cfg.horizon,
+                                                                      cfg.action_dim)
+        if prefix is not None and committed:  # the prefix itself, not its bins' centres
+            chunks[:, :committed] = prefix.actions[:committed]
         return chunks.view(-1, num_samples, cfg.horizon, cfg.action_dim)

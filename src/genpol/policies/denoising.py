@@ -6,6 +6,7 @@ meaning of that field (noise vs velocity) and the scheduler that turns it into t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from genpol.policies.base import Policy, repeat_batch
+from genpol.policies.base import Policy, PrefixTarget, repeat_batch
 from genpol.policies.config import ConfigError, PolicyConfig, require_positive
 from genpol.policies.nets.chunk_transformer import ChunkTransformer
 from genpol.policies.nets.observation import ObservationEncoder
@@ -79,31 +80,69 @@ class Scheduler(Protocol):
     def step(self, model_output: torch.Tensor, t: Any, x: torch.Tensor) -> torch.Tensor: ...
 
 
-#: guide(x, t, model_output) -> model_output, called once per step before the scheduler's step.
-Guide = Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]
+Model = Callable[[torch.Tensor], torch.Tensor]
+#: guide(model, x, t) -> the model's output at x, steered; model(x) runs the net at step t.
+Guide = Callable[[Model, torch.Tensor, Any], torch.Tensor]
 
 
 def denoise(net: nn.Module, cond: torch.Tensor, x: torch.Tensor, scheduler: Scheduler,
             num_steps: int, guide: Guide | None = None) -> torch.Tensor:
     """The one sampling loop of flow and diffusion: x (M, H, A) initial noise -> chunks.
 
-    `guide` is the hook for guided sampling: real-time chunking will use it to steer the sample
-    toward the part of the chunk already committed to; None samples the model as trained.
+    `guide` steers each step (real-time chunking: toward the part of the chunk already
+    committed to); None samples the model as trained.
     """
     scheduler.set_timesteps(num_steps)
     batch = x.shape[0]
     for t in scheduler.timesteps:
-        out = net(x, torch.full((batch,), float(t), device=x.device), cond)
-        if guide is not None:
-            out = guide(x, t, out)
+        steps = torch.full((batch,), float(t), device=x.device)
+
+        def model(z: torch.Tensor, steps: torch.Tensor = steps) -> torch.Tensor:
+            return net(z, steps, cond)
+
+        out = model(x) if guide is None else guide(model, x, t)
         x = scheduler.step(out, t, x)
     return x
+
+
+def prefix_guide(prefix: PrefixTarget, flow_time: Callable[[Any], tuple[float, float]],
+                 denoised: Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor],
+                 output_for: Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]
+                 ) -> Guide:
+    """Real-time chunking's guidance (Black, Galliker, Levine 2025; PiGDM, Song et al. 2023).
+
+    Each step pulls the denoised estimate x1^ toward the prefix through the vector-Jacobian
+    product (W (Y - x1^))^T d x1^ / d x, scaled as PiGDM scales it on the straight path (weight
+    (1 - tau) / (tau r^2), r^2 = (1 - tau)^2 / (tau^2 + (1 - tau)^2)) and clipped at
+    max_guidance, which keeps the first, noisiest steps from overshooting. A family states its
+    step as the straight path's time: x = scale * (tau x1 + (1 - tau) noise) (`flow_time`),
+    how its output denoises x (`denoised`) and which output denoises x to a given x1
+    (`output_for`), so flow and DDIM share the rule.
+    """
+    target, weights = prefix.actions, prefix.weights[:, None]
+
+    def guide(model: Model, x: torch.Tensor, t: Any) -> torch.Tensor:
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            estimate = denoised(x_in, t, model(x_in))
+            (grad,) = torch.autograd.grad(estimate, x_in, weights * (target - estimate))
+        tau, scale = flow_time(t)
+        if tau <= 0.0:
+            weight = prefix.max_guidance
+        else:
+            r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
+            weight = min(prefix.max_guidance, (1 - tau) / (tau * r2))
+        steered = estimate.detach() + (1 - tau) * weight * scale * grad
+        return output_for(x, t, steered)
+
+    return guide
 
 
 class DenoisingPolicy(Policy):
     config_class = DenoiserConfig
     config: DenoiserConfig
     takes_noise = True
+    prefix_method = "guidance"
 
     def __init__(self, config: DenoiserConfig):
         super().__init__(config)
@@ -119,11 +158,29 @@ class DenoisingPolicy(Policy):
     def _scheduler(self, generator: torch.Generator | None) -> Scheduler:
         raise NotImplementedError
 
-    def _sample(self, obs, num_samples, generator, noise=None):
+    # What prefix_guide needs of a family (see there).
+    def _flow_time(self, scheduler: Any, t: Any) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def _denoised(self, scheduler: Any, x: torch.Tensor, t: Any,
+                  out: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _output_for(self, scheduler: Any, x: torch.Tensor, t: Any,
+                    x1: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _sample(self, obs, num_samples, generator, noise=None, prefix=None):
         cfg = self.config
         cond = repeat_batch(self.encoder(obs), num_samples)
         x = self._initial_noise(noise, obs["state"].shape[0], num_samples, generator)
-        x = denoise(self.net, cond, x, self._scheduler(generator), cfg.sampling_steps)
+        scheduler = self._scheduler(generator)
+        guide = None
+        if prefix is not None and prefix.committed > 0:
+            guide = prefix_guide(prefix, functools.partial(self._flow_time, scheduler),
+                                 functools.partial(self._denoised, scheduler),
+                                 functools.partial(self._output_for, scheduler))
+        x = denoise(self.net, cond, x, scheduler, cfg.sampling_steps, guide)
         return x.view(-1, num_samples, cfg.horizon, cfg.action_dim)
 
     def _initial_noise(self, noise: Any, batch: int, num_samples: int,

@@ -92,3 +92,27 @@ class DiffusionPolicy(DenoisingPolicy):
         kind = self.config.sampler
         kwargs = {"generator": generator} if kind == "ddpm" else {"eta": 0.0}
         return DiffusersScheduler(self._diffusers(kind), **kwargs)
+
+    # x_t = sqrt(a) x0 + sqrt(1 - a) eps is the straight path's point at
+    # tau = sqrt(a) / (sqrt(a) + sqrt(1 - a)), scaled by sqrt(a) + sqrt(1 - a). An eps-net's x0
+    # estimate amplifies its error by 1 / sqrt(a) at high noise, so (as DDIM itself does) the
+    # estimate, and the steered one, are clipped to the action range when clip_sample is on.
+    @staticmethod
+    def _alphas(scheduler, t) -> tuple[float, float]:
+        a = float(scheduler.inner.alphas_cumprod[int(t)])
+        return a ** 0.5, (1.0 - a) ** 0.5
+
+    def _clip(self, x0: torch.Tensor) -> torch.Tensor:
+        return x0.clamp(-1.0, 1.0) if self.config.clip_sample else x0
+
+    def _flow_time(self, scheduler, t):
+        s, n = self._alphas(scheduler, t)
+        return s / (s + n), s + n
+
+    def _denoised(self, scheduler, x, t, out):
+        s, n = self._alphas(scheduler, t)
+        return self._clip((x - n * out) / s)
+
+    def _output_for(self, scheduler, x, t, x1):
+        s, n = self._alphas(scheduler, t)
+        return (x - s * self._clip(x1)) / n

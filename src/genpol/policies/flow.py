@@ -82,3 +82,13 @@ class FlowPolicy(DenoisingPolicy):
 
     def _scheduler(self, generator):
         return EulerScheduler(self.config.clip_sample)
+
+    # The straight path is the guidance's own frame: tau = t, no scale.
+    def _flow_time(self, scheduler, t):
+        return float(t) / TIME_SCALE, 1.0
+
+    def _denoised(self, scheduler, x, t, out):
+        return x + (1.0 - float(t) / TIME_SCALE) * out
+
+    def _output_for(self, scheduler, x, t, x1):
+        return (x1 - x) / (1.0 - float(t) / TIME_SCALE)
