@@ -15,6 +15,7 @@ from typing import Any
 from genpol import robot, topics
 from genpol.control.config import MODES as EXECUTOR_MODES
 from genpol.control.selection import SELECTIONS
+from genpol.control.timeline import CHUNKINGS, SCHEDULES
 from genpol.sim import tasks
 
 
@@ -67,7 +68,9 @@ EXECUTOR: tuple[Param, ...] = (
     Param("rate_hz", 50.0, "ticks per second; each publishes lookahead_points points 1/rate_hz "
                            "apart", range=(1.0, 1000.0)),
     Param("mode", "ensemble", "merging of the chunks that cover now: ensemble (ACT temporal "
-                              "ensembling), latest (newest chunk), average",
+                              "ensembling), latest (newest chunk), average, continue (newest "
+                              "chunk from its first point after arrival + 1 tick: for "
+                              "real-time chunking)",
           choices=EXECUTOR_MODES),
     Param("ensemble_m", 0.01, "ensemble weight exp(-m * i), i = 0 the oldest chunk (0: plain "
                               "average)", range=(0.0, 100.0)),
@@ -116,6 +119,20 @@ PLANNER: tuple[Param, ...] = (
     Param("selection", "consistent", "consistent: the sample nearest the previous chunk (keeps "
                                      "a mode), else a fair draw inside a mode; first: sample 0",
           read_only=False, choices=SELECTIONS),
+    Param("chunking", "rtc", "rtc: each chunk continues what the executor still plays of the "
+                             "last one (flow, diffusion: real-time chunking guidance; binned: "
+                             "forced prefix; other families: selection only); select: sample "
+                             "freely, then `selection` picks", read_only=False, choices=CHUNKINGS),
+    Param("rtc_schedule", "exp", "real-time chunking's weight over the overlap after the "
+                                 "committed steps: exp (the paper's), linear, hard (none)",
+          read_only=False, choices=SCHEDULES),
+    Param("rtc_max_guidance", 5.0, "real-time chunking's guidance weight clip (beta)",
+          read_only=False, range=(0.0, 1000.0)),
+    Param("executor_rate_hz", 50.0, "the executor's tick rate, for the timeline contract (a "
+                                    "chunk takes over one tick after it lands)",
+          range=(1.0, 1000.0)),
+    Param("added_delay_s", 0.0, "extra wait before each chunk is published: benchmarks inject "
+                                "inference delay with it", read_only=False, range=(0.0, 10.0)),
 )
 
 SIM_ARM: tuple[Param, ...] = (

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genpol import robot
+from genpol.control.timeline import Prefix
 from genpol.policies.checkpoint import CheckpointError, read_config
 
 if TYPE_CHECKING:
@@ -110,11 +111,13 @@ class PolicyHolder:
         return True
 
     def sample(self, positions_by_name: Mapping[str, float],
-               images: Mapping[str, np.ndarray] | None, num_samples: int):
+               images: Mapping[str, np.ndarray] | None, num_samples: int,
+               prefix_for: Callable[[Policy], Prefix | None] | None = None):
         """(policy, chunks (N, H, A)) for one observation; positions are matched by joint name.
 
         Returns the policy used so the caller labels the chunk with that policy's fps and
-        joints even if a swap lands meanwhile.
+        joints even if a swap lands meanwhile; `prefix_for(policy)` gives the prefix to continue
+        for that same policy.
         """
         policy = self.policy
         if policy is None:
@@ -129,7 +132,8 @@ class PolicyHolder:
             if images is None or cam not in images:
                 raise ValueError(f"no image yet from camera {cam!r}")
             cams[cam] = _fit(images[cam], policy.config.image_shape)
-        return policy, policy.predict_chunks(state, cams or None, num_samples)
+        prefix = prefix_for(policy) if prefix_for is not None else None
+        return policy, policy.predict_chunks(state, cams or None, num_samples, prefix=prefix)
 
 
 def _fit(img: np.ndarray, shape) -> np.ndarray:

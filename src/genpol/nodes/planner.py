@@ -23,6 +23,7 @@ from visualization_msgs.msg import MarkerArray
 
 from genpol.camera.image import from_image_fields
 from genpol.control.selection import ChunkSelector
+from genpol.control.timeline import PlannerTimeline, Prefix
 from genpol.nodes import params
 from genpol.nodes.markers import chunk_markers
 from genpol.nodes.messages import duration_msg, stamp_s, time_msg, trajectory_msg
@@ -42,6 +43,11 @@ class PlannerNode(Node):
         self.max_age = p["max_observation_age_s"]
         self.frame_id = p["frame_id"]
         self.selector = ChunkSelector(p["selection"])
+        self.chunking = p["chunking"]
+        self.rtc_schedule = p["rtc_schedule"]
+        self.rtc_max_guidance = p["rtc_max_guidance"]
+        self.added_delay = p["added_delay_s"]
+        self.timeline = PlannerTimeline(tick_s=1.0 / p["executor_rate_hz"])
         self._lock = threading.Lock()
         self._state: tuple[float, dict[str, float]] | None = None
         self._images: dict[str, np.ndarray] = {}
@@ -97,6 +103,15 @@ class PlannerNode(Node):
                 self.max_age = p.value
             elif p.name == "selection":
                 self.selector = ChunkSelector(p.value)
+            elif p.name == "chunking":
+                self.chunking = p.value
+                self._log_policy()
+            elif p.name == "rtc_schedule":
+                self.rtc_schedule = p.value
+            elif p.name == "rtc_max_guidance":
+                self.rtc_max_guidance = p.value
+            elif p.name == "added_delay_s":
+                self.added_delay = p.value
 
     def _on_reset(self, request, response):
         """A new episode: forget observations, and the mode the last chunks committed to."""
@@ -105,6 +120,7 @@ class PlannerNode(Node):
             self._images.clear()
             self._last_planned_stamp = self._reset_time = self.get_clock().now().nanoseconds * 1e-9
             self.selector.reset()
+            self.timeline.reset()
         response.success, response.message = True, "planner reset"
         return response
 
@@ -124,7 +140,28 @@ class PlannerNode(Node):
         cfg = policy.config
         self.get_logger().info(
             f"policy {self.holder.path}: {cfg.family}, chunk {cfg.horizon} x {cfg.action_dim} at "
-            f"{cfg.fps:g} Hz, cameras {cfg.cameras or 'none'}, on {self.holder.device}")
+            f"{cfg.fps:g} Hz, cameras {cfg.cameras or 'none'}, on {self.holder.device}; "
+            f"keeps its mode by {self.strategy(policy)}")
+
+    def strategy(self, policy) -> str:
+        """How chunks after the first keep to what is playing, for this policy and `chunking`."""
+        method = policy.prefix_method if self.chunking == "rtc" else None
+        if method == "guidance":
+            return "real-time chunking (guided sampling)"
+        if method == "forcing":
+            return "a forced prefix (the committed steps' tokens given)"
+        return f"selection ({self.selector.mode})"
+
+    def _prefix_for(self, stamp: float):
+        """What a chunk for the observation at `stamp` must continue (genpol.control.timeline),
+        for the policy that samples it."""
+        def prefix(policy) -> Prefix | None:
+            if self.chunking != "rtc" or policy.prefix_method is None:
+                return None
+            cfg = policy.config
+            return self.timeline.prefix(policy, stamp, cfg.fps, cfg.horizon, self.rtc_schedule,
+                                        self.rtc_max_guidance)
+        return prefix
 
     # ---- observations -------------------------------------------------------------------------
     def _on_state(self, msg: JointState) -> None:
@@ -171,10 +208,13 @@ class PlannerNode(Node):
         if stamp <= self._last_planned_stamp or now - stamp > self.max_age:
             return False  # nothing new, or too old to plan on
         try:
-            policy, chunks = self.holder.sample(positions, images, self.num_samples)
+            policy, chunks = self.holder.sample(positions, images, self.num_samples,
+                                                self._prefix_for(stamp))
         except ValueError as exc:
             self.get_logger().warning(f"not planning: {exc}", throttle_duration_sec=2.0)
             return False
+        if self.added_delay > 0:
+            self._stop.wait(self.added_delay)
         with self._lock:
             if stamp < self._reset_time:
                 return False  # a reset came while sampling: this chunk is for the old episode
@@ -186,6 +226,8 @@ class PlannerNode(Node):
         cfg = policy.config
         chosen = self.selector.select(chunks, stamp, cfg.fps, key=policy)
         chunks = np.concatenate([chunks[chosen:chosen + 1], np.delete(chunks, chosen, axis=0)])
+        self.timeline.published(policy, stamp, cfg.fps, chunks[0],
+                                self.get_clock().now().nanoseconds * 1e-9)
         durations = [duration_msg(k / cfg.fps) for k in range(cfg.horizon)]
         self.chunk_pub.publish(trajectory_msg(cfg.joint_names, durations, chunks[0],
                                               stamp=time_msg(stamp)))
