@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpol-setup
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test lint bench-multimodal bench-planner bench-executor clean
+.PHONY: setup demo test lint bench-multimodal bench-planner bench-executor bench-execution clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ bench-planner: setup
 
 bench-executor: setup
 	$(BIN)/genpol bench executor --out $(or $(OUT),bench-results/executor)
+
+bench-execution: setup
+	$(BIN)/genpol bench execution --out $(or $(OUT),bench-results/execution)
 
 clean:
 	rm -rf build install log bench-results demo-output* .pytest_cache

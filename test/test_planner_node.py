@@ -199,3 +199,52 @@ def test_the_last_policy_request_wins_when_an_older_load_ends_later(monkeypatch)
         assert finished.wait_for(lambda: "A" in done, timeout=5)
     assert (holder.path, holder.policy) == ("B", "policy B")
     assert done["A"] == planning.SUPERSEDED
+
+
+def test_rtc_chunks_continue_the_last_one_on_the_timeline(ros, tmp_path):
+    """A binned policy honours its prefix exactly, so each chunk's first steps are the last
+    chunk's at the same times; with chunking select they are drawn afresh."""
+    path = _tiny_checkpoint(tmp_path / "binned", "binned")
+    node = PlannerNode(parameter_overrides=[
+        Parameter("policy_path", value=path), Parameter("num_samples", value=4),
+        Parameter("inference_rate_hz", value=10.0), Parameter("cpu_threads", value=0),
+        Parameter("added_delay_s", value=0.05), Parameter("chunking", value="rtc"),
+        Parameter("camera_topics", value=["none=/unused"])])
+    assert "forced prefix" in node.strategy(node.holder.policy)
+    probe = rclpy.create_node("probe")
+    chunks = TopicCollector(probe, JointTrajectory, "/genpol/action_chunk")
+    state_pub = probe.create_publisher(JointState, "/joint_states", 10)
+    client = probe.create_client(SetParameters, "/planner/set_parameters")
+
+    def publish_state():
+        msg = JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in HOME])
+        msg.header.stamp = probe.get_clock().now().to_msg()
+        state_pub.publish(msg)
+
+    def agreement(a, b) -> tuple[int, float]:
+        """(B's leading steps equal to A at their times, the largest gap over the first two)"""
+        ta = stamp_s(a.header.stamp) + np.array([duration_s(p.time_from_start) for p in a.points])
+        tb = stamp_s(b.header.stamp) + np.array([duration_s(p.time_from_start) for p in b.points])
+        qa = np.array([p.positions for p in a.points])
+        qb = np.array([p.positions for p in b.points])
+        on_a = np.stack([np.interp(tb, ta, qa[:, j]) for j in range(qa.shape[1])], axis=1)
+        gap = np.abs(qb - on_a).max(axis=1)
+        same = int(np.argmax(gap > 1e-5)) if (gap > 1e-5).any() else len(gap)
+        return same, float(gap[:2].max())
+
+    probe.create_timer(0.02, publish_state)
+    with spinning(node, probe):
+        assert chunks.wait(6, timeout=20)
+        msgs = chunks.messages[1:6]
+        for a, b in zip(msgs, msgs[1:], strict=False):
+            same, _ = agreement(a, b)
+            assert same >= 2, f"a chunk left its committed prefix after {same} steps"
+        assert client.wait_for_service(timeout_sec=5)
+        assert _set(probe, client, "chunking", "select").successful
+        assert "selection" in node.strategy(node.holder.policy)
+        time.sleep(0.3)
+        chunks.clear()
+        assert chunks.wait(5, timeout=20)
+        msgs = chunks.messages
+        gaps = [agreement(a, b)[1] for a, b in zip(msgs, msgs[1:], strict=False)]
+        assert max(gaps) > 1e-3, "free samples happened to equal the last chunk"

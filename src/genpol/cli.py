@@ -62,6 +62,35 @@ def cmd_bench_multimodal(args: argparse.Namespace) -> int:
                        args.out or "bench-results/multimodal")
 
 
+def cmd_bench_execution(args: argparse.Namespace) -> int:
+    """Execution strategies closed-loop on reach_around."""
+    from genpol.bench.execution import format_table
+    from genpol.jobs import bench_execution
+
+    out = args.out or "bench-results/execution"
+    start = time.perf_counter()
+    try:
+        policies = dict(_key_value(v, "--policy") for v in args.policy or [])
+        results = bench_execution.run(
+            args.families.split(",") if args.families else None, quick=args.quick, out=out,
+            episodes=args.episodes,
+            delays=[float(v) for v in args.delays.split(",")] if args.delays else None,
+            strategies=args.strategies.split(",") if args.strategies else None,
+            policies=policies, train_steps=args.train_steps, push=not args.no_push,
+            progress=not args.no_progress, command=_bench_command())
+    except (ValueError, RuntimeError) as exc:
+        print(f"genpol bench execution: error: {exc}", file=sys.stderr)
+        return 2
+    return _bench_done(format_table(results), start, out)
+
+
+def _key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"{flag} wants FAMILY=PATH, got {text!r}")
+    return key, value
+
+
 def _bench_command() -> str:
     import shlex
 
@@ -339,8 +368,10 @@ def _add_bench(sub) -> None:
     b = sub.add_parser("bench", help="run a benchmark",
                        description="multimodal: policy families on the obstacle task; planner: "
                                    "chunk latency per family; executor: tick timing beside a "
-                                   "live planner and simulator.")
-    benches = b.add_subparsers(dest="bench", required=True, metavar="{multimodal,planner,executor}")
+                                   "live planner and simulator; execution: execution "
+                                   "strategies closed-loop.")
+    benches = b.add_subparsers(dest="bench", required=True,
+                               metavar="{multimodal,planner,executor,execution}")
 
     def common(name: str, helptext: str, func) -> argparse.ArgumentParser:
         c = benches.add_parser(name, help=helptext, description=helptext)
@@ -365,6 +396,23 @@ def _add_bench(sub) -> None:
     p.add_argument("--iters", type=int, help="timed calls per row (default 50, --quick 10)")
     p.add_argument("--threads", type=int,
                    help="torch threads (default: torch's, as the planner node runs)")
+
+    x = common("execution", "execution strategies (latest@1Hz, ensemble@10Hz, consistent+latest "
+                            "and real-time chunking at the highest sustained rate) closed-loop "
+                            "on reach_around, with injected delay and a push",
+               cmd_bench_execution)
+    x.add_argument("--families", help="comma-separated subset of flow, diffusion, cvae, binned "
+                                      "(default all; --quick: flow)")
+    x.add_argument("--strategies", help="comma-separated subset of latest@1Hz, ensemble@10Hz, "
+                                        "consistent+latest@max, rtc@max")
+    x.add_argument("--delays", help="injected delays in seconds, comma-separated (default "
+                                    "0,0.15,0.3; --quick 0,0.3)")
+    x.add_argument("--episodes", type=int, help="episodes per cell (default 20, --quick 1)")
+    x.add_argument("--policy", action="append", metavar="FAMILY=PATH",
+                   help="use this checkpoint instead of training one (repeatable)")
+    x.add_argument("--train-steps", type=int, help="training steps per family (default: "
+                                                   "config/demo.yaml's)")
+    x.add_argument("--no-push", action="store_true", help="skip the push cells")
 
     e = common("executor", "the executor's 50 Hz tick timing beside a live planner and "
                            "simulator", cmd_bench_executor)

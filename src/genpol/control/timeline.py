@@ -37,6 +37,15 @@ def takeover_index(stamp: float, fps: float, arrival: float, tick_s: float) -> i
     return max(0, math.ceil(first * fps - 1e-9))
 
 
+def switch_time(stamp: float, times: np.ndarray, arrival: float, mode: str,
+                tick_s: float) -> float:
+    """When the executor starts playing a chunk (stamp, point times from it) that arrived at
+    `arrival`: in `continue` mode at its takeover point, in the other modes on the next tick."""
+    if mode == "continue":
+        return first_at_or_after(stamp + np.asarray(times, float), arrival + tick_s)
+    return arrival + tick_s
+
+
 def soft_mask(horizon: int, committed: int, overlap: int, schedule: str = "exp") -> np.ndarray:
     """Guidance weight per step: 1 over the committed prefix, decaying to 0 across the rest of
     the overlap, 0 beyond it (Black et al. 2025, eq. 5: c_i (e^c_i - 1) / (e - 1) with

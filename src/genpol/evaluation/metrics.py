@@ -1,4 +1,4 @@
-"""Episode outcomes and the figures computed from them. Pure Python + numpy, no ROS.
+"""Episode outcomes and the figures computed from them. numpy, no ROS.
 
 An episode ends in one of three outcomes: "success" (the task's success held for the hold time),
 "collision" (the arm touched the obstacle) or "timeout". Its mode is what tasks.mode_of named for
@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 OUTCOMES = ("success", "collision", "timeout")
 
@@ -33,6 +35,13 @@ class EpisodeOutcome:
     start_offset_m: float | None = None    # tip at the first state after reset vs the task's start
     samples: int = 0        # joint states recorded
     pushed_at_s: float | None = None  # sim time sim_arm was pushed; None: never (or not asked)
+    mode_switched: bool = False  # reach_around: clearly on one side of the post, then the other
+    # The commanded trajectory's jerk (rad/s^3, over the arm joints), split by closeness to a
+    # chunk switch (see seam_jerk): sums of squares and tick counts, pooled over episodes.
+    seam_jerk_sq: float = 0.0
+    seam_ticks: int = 0
+    free_jerk_sq: float = 0.0
+    free_ticks: int = 0
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -87,6 +96,30 @@ def first_push(statuses: Iterable[Mapping[str, Any]]) -> float | None:
     return None
 
 
+def seam_jerk(times: np.ndarray, positions: np.ndarray, switches: Sequence[float],
+              window_s: float = 0.1, lead_s: float = 0.04) -> tuple[float, int, float, int]:
+    """(sum of squared jerk, samples) within window_s after a chunk switch, then the same
+    elsewhere, of a commanded trajectory: positions (T, J) at tick times (T,). Jerk is the third
+    difference over the median tick spacing, its norm over joints, placed at the middle of its
+    four ticks, so a step at a switch shows from lead_s (two 50 Hz ticks) before it. Switches
+    are when the executor starts playing a new chunk (genpol.control.timeline.switch_time)."""
+    times = np.asarray(times, float)
+    positions = np.asarray(positions, float).reshape(len(times), -1)
+    if len(times) < 4:
+        return 0.0, 0, 0.0, 0
+    dt = float(np.median(np.diff(times)))
+    jerk = np.linalg.norm(np.diff(positions, n=3, axis=0), axis=1) / dt ** 3
+    at = (times[1:-2] + times[2:-1]) / 2
+    sw = np.sort(np.asarray(switches, float))
+    near = np.zeros(len(at), bool)
+    if len(sw):
+        i = np.searchsorted(sw, at + lead_s, side="right") - 1  # the last switch by at + lead
+        gap = at - sw[np.clip(i, 0, None)]
+        near = (i >= 0) & (gap >= -lead_s - 1e-9) & (gap <= window_s + 1e-9)
+    sq = jerk ** 2
+    return float(sq[near].sum()), int(near.sum()), float(sq[~near].sum()), int((~near).sum())
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
@@ -112,7 +145,21 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         "pushed_episodes": len(pushed),
         # None when no episode was pushed (none asked for, or all ended before the push)
         "success_after_push": _mean([float(e.success) for e in pushed]),
+        "mode_switch_rate": sum(e.mode_switched for e in episodes) / n,
+        **jerk_figures(episodes),
     }
+
+
+def jerk_figures(episodes: Sequence[EpisodeOutcome]) -> dict[str, float | None]:
+    """RMS jerk of the commanded trajectory near chunk switches and elsewhere, and their ratio
+    (None where a part has no ticks: a strategy that switches every <= 100 ms has no
+    elsewhere)."""
+    near_n = sum(e.seam_ticks for e in episodes)
+    free_n = sum(e.free_ticks for e in episodes)
+    near = math.sqrt(sum(e.seam_jerk_sq for e in episodes) / near_n) if near_n else None
+    free = math.sqrt(sum(e.free_jerk_sq for e in episodes) / free_n) if free_n else None
+    return {"seam_jerk_rms": near, "free_jerk_rms": free,
+            "seam_jerk_ratio": near / free if near is not None and free else None}
 
 
 def format_table(figures: Mapping[str, Any], episodes: Sequence[EpisodeOutcome]
@@ -138,6 +185,12 @@ def format_table(figures: Mapping[str, Any], episodes: Sequence[EpisodeOutcome]
             f" (successes {figures['mean_success_s']:.1f} s)"
             if figures["mean_success_s"] is not None else ""),
     ]
+    lines.append(f"mode switches    {figures.get('mode_switch_rate', 0.0):.2f} of episodes "
+                 "(one side of the post, then the other)")
+    if figures.get("seam_jerk_rms") is not None:
+        ratio = figures.get("seam_jerk_ratio")
+        lines.append(f"jerk at seams    {figures['seam_jerk_rms']:.0f} rad/s^3 RMS within 100 ms "
+                     f"of a chunk switch" + (f", {ratio:.2f}x elsewhere" if ratio else ""))
     if figures.get("pushed_episodes"):
         lines.append(f"success after push {figures['success_after_push']:.2f} "
                      f"({figures['pushed_episodes']} pushed episodes)")

@@ -23,7 +23,9 @@ import numpy as np
 
 from genpol import graph, parameters, robot
 from genpol.evaluation import report
-from genpol.evaluation.metrics import EpisodeOutcome, first_push, format_table, judge
+from genpol.control.timeline import switch_time
+from genpol.evaluation.metrics import (EpisodeOutcome, first_push, format_table, judge,
+                                       seam_jerk)
 from genpol.evaluation.video import Clip
 from genpol.launcher import Supervisor
 from genpol.sim import tasks
@@ -90,6 +92,12 @@ class EvalSettings:
     def timeout(self) -> float:
         return self.timeout_s or TIMEOUTS[self.task]
 
+    def executor_timing(self) -> tuple[str, float]:
+        """(merge mode, tick period) the executor runs with: --executor-mode or --param over
+        its parameter table's defaults."""
+        values = parameters.defaults("executor") | self.params.get("executor", {})
+        return self.executor_mode or values["mode"], 1.0 / float(values["rate_hz"])
+
     def launch_args(self) -> dict[str, str]:
         args = {"policy_path": str(Path(self.policy).resolve()), "task": self.task,
                 "seed": str(self.seed), "scene_seed": str(self.scene_seed)}
@@ -148,8 +156,26 @@ def _wait_ready(settings: EvalSettings, procs: Supervisor, probe: EvalProbe) -> 
         time.sleep(0.1)
 
 
+@dataclass
+class Trace:
+    """An episode's commanded arm trajectory (the executor's first points, at receipt; times
+    from the episode's reset) and when each chunk started to play."""
+
+    times: np.ndarray      # (T,)
+    positions: np.ndarray  # (T, 5) robot.ARM_JOINTS
+    switches: np.ndarray   # (K,)
+
+
+def _write_traces(path: Path, traces: list[Trace]) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for i, tr in enumerate(traces):
+        arrays |= {f"times_{i}": tr.times, f"positions_{i}": tr.positions,
+                   f"switches_{i}": tr.switches}
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
 def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
-             ) -> tuple[EpisodeOutcome, np.ndarray, Clip | None]:
+             ) -> tuple[EpisodeOutcome, np.ndarray, Clip | None, Trace]:
     probe.begin(record_frames=i < settings.videos)
     # Order matters. sim_arm first: the arm jumps to the next start pose (and ignores commands
     # planned before, see its reset_guard_s). Then the planner: it forgets the last episode's
@@ -159,7 +185,8 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
     # resets is dropped too, but it was drawn afresh at the new pose: keeping to its mode
     # biases nothing.)
     probe.reset("sim_arm")
-    probe.start_at(probe.now())
+    probe_t0 = probe.now()
+    probe.start_at(probe_t0)
     probe.reset("planner")
     probe.reset("executor")
     wall_limit = time.monotonic() + 3 * settings.timeout + 30
@@ -184,6 +211,11 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                            f"tasks.sample gives for seed {inst.seed}: are they the same genpol?")
     q = rec.joint_path()
     tips = robot.forward_kinematics(q) if len(q) else np.zeros((0, 3))
+    mode, tick_s = settings.executor_timing()
+    switches = [switch_time(stamp, times, got, mode, tick_s) for got, stamp, times in rec.chunks]
+    cmd_t = np.array([t for t, _ in rec.commands])
+    cmd_q = np.array([p for _, p in rec.commands]).reshape(len(cmd_t), -1)
+    jerk = seam_jerk(cmd_t, cmd_q, switches)
     final = closest = offset = None
     if len(q):
         offset = float(np.linalg.norm(tips[0] - robot.forward_kinematics(inst.q_start)))
@@ -194,13 +226,17 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                       duration_s=round(float(t_end), 3),
                       mode=tasks.mode_of(inst, q) if len(q) else "none",
                       final_distance_m=final, min_distance_m=closest, start_offset_m=offset,
-                      samples=len(q), pushed_at_s=first_push(statuses))
+                      samples=len(q), pushed_at_s=first_push(statuses),
+                      mode_switched=tasks.mode_switched(inst, q),
+                      seam_jerk_sq=jerk[0], seam_ticks=jerk[1], free_jerk_sq=jerk[2],
+                      free_ticks=jerk[3])
     clip = None
     if rec.record_frames:
         label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"
         clip = Clip(rec.frames, f"{settings.task} episode {i}, seed {inst.seed}", label,
                     rec.frame_stamps)
-    return episode, tips, clip
+    trace = Trace(cmd_t - probe_t0, cmd_q, np.array(switches) - probe_t0)
+    return episode, tips, clip, trace
 
 
 def _frame_rate(clips: list[Clip]) -> float:
@@ -233,6 +269,7 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
     episodes: list[EpisodeOutcome] = []
     paths: list[np.ndarray] = []
     clips: list[Clip] = []
+    traces: list[Trace] = []
     interrupted = False
     old_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -248,8 +285,9 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
             _say(settings, f"graph ready after {time.perf_counter() - wall:.1f} s; "
                            f"{settings.episodes} episodes, timeout {settings.timeout:g} s")
             for i in range(settings.episodes):
-                ep, tips, clip = _episode(i, settings, procs, probe)
+                ep, tips, clip, trace = _episode(i, settings, procs, probe)
                 episodes.append(ep)
+                traces.append(trace)
                 paths.append(tips)
                 if clip is not None:
                     clips.append(clip)
@@ -273,6 +311,7 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
     raw = read_config(settings.policy)
     policy = {"path": str(Path(settings.policy).resolve()),
               **{k: raw.get(k) for k in ("family", "horizon", "fps", "cameras")}}
+    _write_traces(out / "commands.npz", traces)
     results = report.write(out, settings.task, episodes, paths, clips,
                            {**asdict(settings), "timeout_s": settings.timeout}, policy,
                            time.perf_counter() - wall, _frame_rate(clips), interrupted, command)

@@ -18,10 +18,11 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from genpol import robot, topics
 from genpol.camera.image import from_image_fields
-from genpol.nodes.messages import stamp_s
+from genpol.nodes.messages import duration_s, stamp_s
 from genpol.nodes.session import ClientNode
 
 RESET_SERVICES = ("sim_arm", "executor", "planner")
@@ -43,6 +44,10 @@ class Recording:
     push_called: bool = False  # ~/push requested in this episode (once at most)
     push_reply: str = ""       # its answer, once it came
     push_error: str = ""       # why it failed, if it did
+    # The executor's arm commands (receipt time, first point (5,)) and the planner's chunks
+    # (receipt time, stamp, point times from the stamp): the commanded trajectory and its seams.
+    commands: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    chunks: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
 
     def joint_path(self) -> np.ndarray:
         return np.array(self.positions).reshape(-1, len(robot.JOINT_NAMES))
@@ -62,6 +67,8 @@ class EvalProbe(ClientNode):
         self.frames_seen = 0
         self.create_subscription(String, topics.SIM_EPISODE, self._on_status, 10)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_state, 100)
+        self.create_subscription(JointTrajectory, topics.ARM_COMMAND, self._on_command, 100)
+        self.create_subscription(JointTrajectory, topics.ACTION_CHUNK, self._on_chunk, 10)
         if cameras:
             self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image,
                                      qos_profile_sensor_data)
@@ -115,6 +122,23 @@ class EvalProbe(ClientNode):
             if rec is not None and stamp >= rec.t0:
                 rec.stamps.append(stamp)
                 rec.positions.append(np.array([by_name[j] for j in robot.JOINT_NAMES]))
+
+    def _on_command(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            return
+        got = self.now()
+        with self._rec_lock:
+            rec = self._rec
+            if rec is not None and got >= rec.t0:
+                rec.commands.append((got, np.array(msg.points[0].positions, dtype=float)))
+
+    def _on_chunk(self, msg: JointTrajectory) -> None:
+        got = self.now()
+        times = np.array([duration_s(p.time_from_start) for p in msg.points])
+        with self._rec_lock:
+            rec = self._rec
+            if rec is not None and got >= rec.t0:
+                rec.chunks.append((got, stamp_s(msg.header.stamp), times))
 
     def _on_image(self, msg: Image) -> None:
         with self._rec_lock:

@@ -243,6 +243,20 @@ def success(sim: ArmSim) -> bool:
                 and offset[2] < BIN_WALL_HEIGHT)
 
 
+def mode_switched(task: TaskInstance, path: np.ndarray, margin: float = 0.01) -> bool:
+    """reach_around: did the tip, near the post, stand clearly on one side of it (beyond its
+    half width + margin) and later clearly on the other? A policy that commits to a way round
+    and then changes its mind mid-episode; always False for other tasks."""
+    if task.name != REACH_AROUND or len(path) == 0:
+        return False
+    path = np.asarray(path, float)
+    tips = robot.forward_kinematics(path) if path.shape[-1] == 6 else path
+    near = np.abs(tips[:, 0] - task.obstacle[0]) < OBSTACLE_HALF[0] + 0.05
+    lateral = tips[near, 1] - task.obstacle[1]
+    sides = np.sign(lateral[np.abs(lateral) > OBSTACLE_HALF[1] + margin])
+    return bool(len(sides) and np.any(sides != sides[0]))
+
+
 def mode_of(task: TaskInstance, path: np.ndarray) -> str:
     """Which way a path went: joint positions (T, 6), or tip positions (T, 3) for reach_around.
 

@@ -1,0 +1,213 @@
+"""`genpol bench execution`: record once, train one policy per family, then evaluate every
+execution strategy closed-loop through the real graph (genpol eval), with injected delay and a
+push. The cells and targets are genpol.bench.execution's; this module runs them.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genpol.bench import execution as bench
+from genpol.bench.common import run_meta, write_results
+
+FAMILIES = ("flow", "diffusion", "cvae", "binned")
+QUICK_STRATEGIES = tuple(s.name for s in bench.STRATEGIES)
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(f"[bench execution] {text}", flush=True)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the graph's node processes)."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _dataset(out: Path, preset: dict, episodes: int, progress: bool) -> Path:
+    from genpol.data.build import build_dataset, parse_size
+    from genpol.jobs.record import RecordSettings, record_sim
+
+    bags, dataset = out / "recordings", out / "dataset"
+    if (dataset / "meta" / "info.json").is_file():
+        _say(progress, f"reusing the dataset in {dataset}")
+        return dataset
+    rec = preset["record"]
+    if bags.exists():
+        shutil.rmtree(bags)
+    _say(progress, f"recording {episodes} scripted {preset['task']} demonstrations")
+    record_sim(RecordSettings(task=preset["task"], episodes=episodes, out=bags, seed=rec["seed"],
+                              scene_seed=preset["scene_seed"], mode=rec["mode"],
+                              episodes_per_start=rec.get("episodes_per_start", 1),
+                              progress=progress))
+    ds = preset["dataset"]
+    build_dataset([bags], dataset, fps=ds["fps"], image_size=parse_size(ds.get("image_size")),
+                  overwrite=True, progress=progress)
+    return dataset
+
+
+def _policy(out: Path, family: str, dataset: Path, steps: int, preset: dict,
+            progress: bool) -> Path:
+    from genpol import presets
+    from genpol.data.sources import load_chunks
+    from genpol.train import TrainConfig, config_for_data, train
+
+    from genpol.planning import check_checkpoint
+
+    path = out / f"policy_{family}"
+    if path.is_dir() and not check_checkpoint(str(path)):
+        _say(progress, f"reusing the {family} policy in {path}")
+        return path
+    tr = preset["train"]
+    _say(progress, f"training {family} for {steps} steps")
+    data = load_chunks(dataset)
+    config = config_for_data(family, data, cameras=[], **presets.policy(family))
+    train(config, data, TrainConfig(steps=steps, batch_size=tr["batch_size"], lr=tr["lr"],
+                                    device="auto", progress=progress), out_dir=path)
+    return path
+
+
+def sampling_latency(policy_dir: Path, num_samples: int, iters: int = 20) -> dict[str, float]:
+    """p50/p90 seconds of one planner call (with a prefix where the family continues one: the
+    guided call is the slower), one torch thread as the planner runs it."""
+    import torch
+
+    from genpol.control.timeline import Prefix
+    from genpol.policies.checkpoint import load_policy
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        policy = load_policy(str(policy_dir), device="cpu")
+        cfg = policy.config
+        state = np.zeros(cfg.state_dim, np.float32)
+        prefix = None
+        if policy.prefix_method is not None:
+            first = policy.predict_chunks(state, None, 1, seed=0)[0]
+            prefix = Prefix(first, committed=3, overlap=cfg.horizon - 2)
+        times = []
+        for i in range(iters + 2):
+            t0 = time.perf_counter()
+            policy.predict_chunks(state, None, num_samples, seed=i, prefix=prefix)
+            if i >= 2:  # warm-up
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return {"p50_s": float(np.percentile(times, 50)), "p90_s": float(np.percentile(times, 90))}
+
+
+def run(families: list[str] | None = None, quick: bool = False, out: str | Path = "",
+        episodes: int | None = None, delays: list[float] | None = None,
+        strategies: list[str] | None = None, policies: dict[str, str] | None = None,
+        record_episodes: int | None = None, train_steps: int | None = None,
+        push: bool = True, progress: bool = True, command: str | None = None) -> dict[str, Any]:
+    from genpol.jobs.demo import load_preset
+    from genpol.jobs.eval import EvalSettings
+    from genpol.jobs.eval import run as evaluate
+
+    families = list(families or (["flow"] if quick else FAMILIES))
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"--families: no execution benchmark for {unknown}; choose from "
+                         f"{list(FAMILIES)}")
+    strategies = list(strategies or QUICK_STRATEGIES)
+    bad = sorted(set(strategies) - set(bench.BY_NAME))
+    if bad:
+        raise ValueError(f"--strategies: unknown {bad}; choose from {list(bench.BY_NAME)}")
+    delays = list(delays if delays is not None else ((0.0, 0.3) if quick else bench.DELAYS_S))
+    episodes = episodes or (1 if quick else 20)
+    preset = load_preset()
+    out = Path(out or "bench-results/execution")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = run_meta(command)
+    wall0, cpu0 = time.perf_counter(), _cpu_s()
+    policies = dict(policies or {})
+    dataset = None
+    if any(f not in policies for f in families):
+        dataset = _dataset(out, preset, record_episodes or preset["record"]["episodes"],
+                           progress)
+    num_samples = int(preset["eval"]["params"]["planner"]["num_samples"])
+    rows: list[dict[str, Any]] = []
+    seams: dict[str, dict[str, tuple]] = {}
+    rates: dict[str, dict[str, Any]] = {}
+    for family in families:
+        if family in policies:
+            policy_dir = Path(policies[family])
+        else:
+            assert dataset is not None
+            policy_dir = _policy(out, family, dataset, train_steps or preset["train"]["steps"],
+                                 preset, progress)
+        lat = sampling_latency(policy_dir, num_samples)
+        rate = bench.max_rate(lat["p90_s"])
+        rates[family] = {**{k: round(v, 4) for k, v in lat.items()}, "max_rate_hz": rate}
+        _say(progress, f"{family}: sampling {num_samples} chunks takes p90 "
+                       f"{lat['p90_s'] * 1000:.0f} ms -> highest sustained rate {rate:g} Hz")
+        cells = [(s, d, False) for s in strategies for d in delays]
+        if push:
+            cells += [(s, 0.0, True) for s in strategies]
+        if quick:  # every strategy once; delay and push only for rtc
+            cells = [c for c in cells if c[0] == "rtc@max" or (c[1] == 0.0 and not c[2])]
+        for name, delay, pushed in cells:
+            s = bench.BY_NAME[name]
+            hz = s.rate_hz or rate
+            cell = bench.cell_name(name, delay, pushed)
+            cell_dir = out / family / cell.replace(" ", "_").replace("@", "_at_").replace(
+                "+", "plus")
+            planner = {"num_samples": num_samples, "inference_rate_hz": hz,
+                       "chunking": s.chunking, "added_delay_s": delay}
+            t0, c0 = time.perf_counter(), _cpu_s()
+            res = evaluate(EvalSettings(
+                policy=str(policy_dir), task=preset["task"], episodes=episodes,
+                out=str(cell_dir), seed=preset["eval"]["seed"], scene_seed=preset["scene_seed"],
+                executor_mode=s.executor_mode, videos=0, push_at_s=bench.PUSH_AT_S if pushed
+                else 0.0, progress=False, params={"planner": planner}))
+            row = {"family": family, "cell": cell, "strategy": name, "label": s.label(hz),
+                   "rate_hz": hz, "chunking": s.chunking, "executor_mode": s.executor_mode,
+                   "delay_s": delay, "push": pushed, "episodes": episodes,
+                   "figures": res["figures"], "wall_s": round(time.perf_counter() - t0, 1),
+                   "cpu_s": round(_cpu_s() - c0, 1), "dir": str(cell_dir)}
+            rows.append(row)
+            f = res["figures"]
+            _say(progress, f"{family} {cell} ({s.label(hz)}): success {f['success_rate']:.2f}, "
+                           f"entropy {f['mode_entropy']:.2f}, switches "
+                           f"{f['mode_switch_rate']:.2f}, seam jerk {f['seam_jerk_rms']}")
+            if delay == 0.0 and not pushed:
+                seam = _seam(cell_dir / "commands.npz")
+                if seam is not None:
+                    seams.setdefault(family, {})[s.label(hz)] = seam
+    files = {"success_vs_delay_png": str(bench.plot_success_vs_delay(
+        out / "success_vs_delay.png", rows))}
+    for family, by_strategy in seams.items():
+        files[f"seam_{family}_png"] = str(bench.plot_seams(out / f"seam_{family}.png",
+                                                           by_strategy, family))
+    meta.update({"benchmark": "execution", "quick": quick, "families": families,
+                 "strategies": strategies, "delays_s": delays, "episodes_per_cell": episodes,
+                 "num_samples": num_samples, "sampling": rates, "push_at_s": bench.PUSH_AT_S,
+                 "task": preset["task"], "scene_seed": preset["scene_seed"],
+                 "wall_seconds": round(time.perf_counter() - wall0, 1),
+                 "cpu_seconds": round(_cpu_s() - cpu0, 1)})
+    results = {"_meta": meta, "targets": bench.targets(rows, families[0] if quick else "flow"),
+               "results": rows, "files": files}
+    write_results(out, results)
+    return results
+
+
+def _seam(path: Path) -> tuple | None:
+    """The first episode's commanded trajectory around a switch, from an eval's commands.npz."""
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        for i in range(len(z.files) // 3):
+            trace = {k: z[f"{k}_{i}"] for k in ("times", "positions", "switches")}
+            window = bench.seam_window(trace)
+            if window is not None:
+                return window
+    return None
+

@@ -1,0 +1,78 @@
+"""The execution-strategy benchmark: its metrics on made-up trajectories, and the quick run
+through the real graph with the issue's targets object."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from genpol.bench import execution as bench
+from genpol.evaluation.metrics import seam_jerk
+from genpol.sim import tasks
+
+
+def test_seam_jerk_sees_a_step_at_a_switch_and_nothing_on_a_smooth_path():
+    t = np.arange(0, 2, 0.02)
+    smooth = np.sin(t)[:, None]
+    near, n_near, far, n_far = seam_jerk(t, smooth, [1.0])
+    assert n_near > 0 and n_far > 0 and n_near + n_far == len(t) - 3
+    ratio_smooth = np.sqrt(near / n_near) / np.sqrt(far / n_far)
+    stepped = smooth + (t >= 1.0)[:, None] * 0.01  # a 10 mrad jump where the chunk switches
+    near2, n2, far2, m2 = seam_jerk(t, stepped, [1.0])
+    assert (n2, m2) == (n_near, n_far) and far2 == pytest.approx(far)
+    assert np.sqrt(near2 / n2) / np.sqrt(far2 / m2) > 20 * ratio_smooth
+    # the same step far from any switch counts as elsewhere
+    _, _, far3, _ = seam_jerk(t, stepped, [0.3])
+    assert far3 > 100 * far
+
+
+def test_mode_switch_needs_both_sides_of_the_post_near_it():
+    inst = tasks.sample(tasks.REACH_AROUND, 1, 0)
+    ox, oy = inst.obstacle[0], inst.obstacle[1]
+    left = np.array([[ox - 0.01, oy + 0.06, 0.1], [ox, oy + 0.07, 0.1]])
+    right = left * np.array([1, 0, 1]) + np.array([0, oy - 0.07, 0])
+    assert not tasks.mode_switched(inst, left)
+    assert tasks.mode_switched(inst, np.vstack([left, right]))
+    far = right + np.array([0.3, 0, 0])  # the other side, but nowhere near the post
+    assert not tasks.mode_switched(inst, np.vstack([left, far]))
+
+
+def test_max_rate_leaves_half_the_period_free():
+    assert bench.max_rate(0.04) == 10.0
+    assert bench.max_rate(0.08) == 5.0
+    assert bench.max_rate(5.0) == 1.0
+
+
+def test_targets_are_not_met_by_missing_cells():
+    t = bench.targets([], "flow")
+    assert list(t) == ["rtc_cells_missing"] and not t["rtc_cells_missing"]["met"]
+
+
+@pytest.mark.timeout(900)
+def test_quick_run_through_the_graph(ros_env, reach_policy, tmp_path):
+    from genpol.jobs import bench_execution
+
+    results = bench_execution.run(quick=True, out=tmp_path, policies={"flow": reach_policy.path},
+                                  progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["targets"] == json.loads(json.dumps(results["targets"]))
+    cells = {r["cell"] for r in saved["results"]}
+    assert cells == {"latest@1Hz +0ms", "ensemble@10Hz +0ms", "consistent+latest@max +0ms",
+                     "rtc@max +0ms", "rtc@max +300ms", "rtc@max +0ms push"}
+    for row in saved["results"]:
+        f = row["figures"]
+        assert f["episodes"] == 1 and row["wall_s"] > 0 and row["cpu_s"] > 0
+        assert f["seam_jerk_rms"] is not None, f"{row['cell']}: no commanded trajectory seen"
+    push = next(r for r in saved["results"] if r["push"])
+    assert push["figures"]["pushed_episodes"] == 1
+    for name in ("rtc_success", "rtc_mode_entropy", "rtc_mode_switches", "rtc_seam_jerk_ratio",
+                 "rtc_seam_jerk_vs_ensemble_10hz", "rtc_seam_jerk_vs_latest_same_rate",
+                 "rtc_success_300ms", "rtc_rate_hz"):
+        entry = saved["targets"][name]
+        assert set(entry) == {"value", "threshold", "met"}
+    meta = saved["_meta"]
+    assert meta["cpu_count"] and "load_average_at_start" in meta and meta["torch_threads"]
+    assert (tmp_path / "success_vs_delay.png").stat().st_size > 0
+    assert (tmp_path / "seam_flow.png").stat().st_size > 0
