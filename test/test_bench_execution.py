@@ -39,12 +39,6 @@ def test_mode_switch_needs_both_sides_of_the_post_near_it():
     assert not tasks.mode_switched(inst, np.vstack([left, far]))
 
 
-def test_max_rate_leaves_half_the_period_free():
-    assert bench.max_rate(0.04) == 10.0
-    assert bench.max_rate(0.08) == 5.0
-    assert bench.max_rate(5.0) == 1.0
-
-
 def test_targets_are_not_met_by_missing_cells():
     t = bench.targets([], "flow")
     assert list(t) == ["rtc_cells_missing"] and not t["rtc_cells_missing"]["met"]

@@ -124,12 +124,13 @@ def test_parameters_are_described_and_read_only(ros):
         assert (by_name["rate_hz"].floating_point_range[0].from_value,
                 by_name["rate_hz"].floating_point_range[0].to_value) == (1.0, 1000.0)
         assert by_name["lookahead_points"].integer_range[0].from_value == 1
-        assert by_name["mode"].additional_constraints == "one of: ensemble, latest, average"
+        assert by_name["mode"].additional_constraints == ("one of: ensemble, latest, average, "
+                                                         "continue")
         request = SetParameters.Request(parameters=[Parameter("mode", value="latest")
                                                     .to_parameter_msg()])
         result = _call(probe, setter, request).results[0]
         assert not result.successful and "read-only" in result.reason
-        assert node.get_parameter("mode").value == "ensemble" == node.config.mode
+        assert node.get_parameter("mode").value == "continue" == node.config.mode
 
 
 def test_time_and_duration_messages_carry_into_the_seconds():

@@ -67,7 +67,7 @@ SIM_CAMERAS = ("front", "wrist")  # genpol.sim.scene.CAMERAS, without importing 
 EXECUTOR: tuple[Param, ...] = (
     Param("rate_hz", 50.0, "ticks per second; each publishes lookahead_points points 1/rate_hz "
                            "apart", range=(1.0, 1000.0)),
-    Param("mode", "ensemble", "merging of the chunks that cover now: ensemble (ACT temporal "
+    Param("mode", "continue", "merging of the chunks that cover now: ensemble (ACT temporal "
                               "ensembling), latest (newest chunk), average, continue (newest "
                               "chunk from its first point after arrival + 1 tick: for "
                               "real-time chunking)",

@@ -42,6 +42,7 @@ class EpisodeOutcome:
     seam_ticks: int = 0
     free_jerk_sq: float = 0.0
     free_ticks: int = 0
+    chunk_rate_hz: float | None = None  # chunks the planner published per second of episode
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -146,6 +147,8 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         # None when no episode was pushed (none asked for, or all ended before the push)
         "success_after_push": _mean([float(e.success) for e in pushed]),
         "mode_switch_rate": sum(e.mode_switched for e in episodes) / n,
+        "chunk_rate_hz": _mean([e.chunk_rate_hz for e in episodes
+                                if e.chunk_rate_hz is not None]),
         **jerk_figures(episodes),
     }
 

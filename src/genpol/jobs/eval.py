@@ -215,7 +215,11 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
     switches = [switch_time(stamp, times, got, mode, tick_s) for got, stamp, times in rec.chunks]
     cmd_t = np.array([t for t, _ in rec.commands])
     cmd_q = np.array([p for _, p in rec.commands]).reshape(len(cmd_t), -1)
-    jerk = seam_jerk(cmd_t, cmd_q, switches)
+    # The commanded motion between the first chunk's start and the outcome: before it the
+    # executor holds (and follows the reset's jump), after it the episode is over.
+    during = ((cmd_t >= min(switches, default=np.inf))
+              & (cmd_t <= probe_t0 + float(decided[1])))
+    jerk = seam_jerk(cmd_t[during], cmd_q[during], switches)
     final = closest = offset = None
     if len(q):
         offset = float(np.linalg.norm(tips[0] - robot.forward_kinematics(inst.q_start)))
@@ -229,7 +233,7 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                       samples=len(q), pushed_at_s=first_push(statuses),
                       mode_switched=tasks.mode_switched(inst, q),
                       seam_jerk_sq=jerk[0], seam_ticks=jerk[1], free_jerk_sq=jerk[2],
-                      free_ticks=jerk[3])
+                      free_ticks=jerk[3], chunk_rate_hz=_rate(rec, probe_t0, float(t_end)))
     clip = None
     if rec.record_frames:
         label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"
@@ -237,6 +241,13 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                     rec.frame_stamps)
     trace = Trace(cmd_t - probe_t0, cmd_q, np.array(switches) - probe_t0)
     return episode, tips, clip, trace
+
+
+def _rate(rec, t0: float, duration: float) -> float | None:
+    """Chunks received per second over the episode's first `duration` seconds."""
+    if duration <= 0:
+        return None
+    return sum(1 for got, _, _ in rec.chunks if got - t0 <= duration) / duration
 
 
 def _frame_rate(clips: list[Clip]) -> float:
