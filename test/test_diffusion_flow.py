@@ -212,3 +212,30 @@ def test_overfits_single_pair(family):
         ddpm = make(family, horizon=8, down_dims=[32], n_groups=8, sampler="ddpm")
         ddpm.load_state_dict(policy.state_dict())
         assert _error(ddpm) < 0.2
+
+
+@pytest.mark.parametrize("family", ["diffusion", "flow"])
+def test_sampling_steps_can_be_set_per_call(family, monkeypatch):
+    import genpol.policies.denoising as denoising
+
+    policy = make(family, horizon=8)
+    seen = []
+    real = denoising.denoise
+
+    def counting(net, cond, x, scheduler, num_steps, guide=None):
+        seen.append(num_steps)
+        return real(net, cond, x, scheduler, num_steps, guide)
+
+    monkeypatch.setattr(denoising, "denoise", counting)
+    out = policy.predict_chunks(np.zeros(3, np.float32), None, 2, seed=0, steps=3)
+    assert out.shape == (2, 8, 2) and np.isfinite(out).all()
+    policy.predict_chunks(np.zeros(3, np.float32), None, 2, seed=0)
+    assert seen == [3, policy.config.sampling_steps]
+    with pytest.raises(ValueError, match="positive integer"):
+        policy.predict_chunks(np.zeros(3, np.float32), None, 2, steps=0)
+
+
+def test_families_without_denoising_steps_refuse_them():
+    policy = make_policy(make_config("mse", state_dim=3, action_dim=2, horizon=4))
+    with pytest.raises(ValueError, match="no denoising steps"):
+        policy.predict_chunks(np.zeros(3, np.float32), None, 1, steps=5)

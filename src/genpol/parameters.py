@@ -119,6 +119,9 @@ PLANNER: tuple[Param, ...] = (
     Param("selection", "consistent", "consistent: the sample nearest the previous chunk (keeps "
                                      "a mode), else a fair draw inside a mode; first: sample 0",
           read_only=False, choices=SELECTIONS),
+    Param("sampling_steps", 0, "denoising steps per sample for flow and diffusion (0: the "
+                               "checkpoint's); fewer sample faster", read_only=False,
+          range=(0, 1000)),
     Param("chunking", "rtc", "rtc: each chunk continues what the executor still plays of the "
                              "last one (flow, diffusion: real-time chunking guidance; binned: "
                              "forced prefix; other families: selection only); select: sample "

@@ -112,12 +112,14 @@ class PolicyHolder:
 
     def sample(self, positions_by_name: Mapping[str, float],
                images: Mapping[str, np.ndarray] | None, num_samples: int,
-               prefix_for: Callable[[Policy], Prefix | None] | None = None):
+               prefix_for: Callable[[Policy], Prefix | None] | None = None,
+               steps: int = 0):
         """(policy, chunks (N, H, A)) for one observation; positions are matched by joint name.
 
         Returns the policy used so the caller labels the chunk with that policy's fps and
         joints even if a swap lands meanwhile; `prefix_for(policy)` gives the prefix to continue
-        for that same policy.
+        for that same policy; `steps` > 0 sets a denoising family's sampling steps (the
+        others have none).
         """
         policy = self.policy
         if policy is None:
@@ -133,7 +135,9 @@ class PolicyHolder:
                 raise ValueError(f"no image yet from camera {cam!r}")
             cams[cam] = _fit(images[cam], policy.config.image_shape)
         prefix = prefix_for(policy) if prefix_for is not None else None
-        return policy, policy.predict_chunks(state, cams or None, num_samples, prefix=prefix)
+        return policy, policy.predict_chunks(state, cams or None, num_samples, prefix=prefix,
+                                             steps=steps if steps and policy.takes_noise
+                                             else None)
 
 
 def _fit(img: np.ndarray, shape) -> np.ndarray:

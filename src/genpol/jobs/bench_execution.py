@@ -74,7 +74,8 @@ def _policy(out: Path, family: str, dataset: Path, steps: int, preset: dict,
     return path
 
 
-def sampling_latency(policy_dir: Path, num_samples: int, iters: int = 20) -> dict[str, float]:
+def sampling_latency(policy_dir: Path, num_samples: int, steps: int = 0,
+                     iters: int = 20) -> dict[str, float]:
     """p50/p90 seconds of one planner call (with a prefix where the family continues one: the
     guided call is the slower), one torch thread as the planner runs it."""
     import torch
@@ -95,7 +96,8 @@ def sampling_latency(policy_dir: Path, num_samples: int, iters: int = 20) -> dic
         times = []
         for i in range(iters + 2):
             t0 = time.perf_counter()
-            policy.predict_chunks(state, None, num_samples, seed=i, prefix=prefix)
+            policy.predict_chunks(state, None, num_samples, seed=i, prefix=prefix,
+                                  steps=steps if steps and policy.takes_noise else None)
             if i >= 2:  # warm-up
                 times.append(time.perf_counter() - t0)
     finally:
@@ -144,12 +146,14 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
             policy_dir = _policy(out, family, dataset, train_steps or preset["train"]["steps"],
                                  preset, progress)
         rates[family] = {}
-        for n in sorted({bench.BY_NAME[s].num_samples for s in strategies}):
-            lat = sampling_latency(policy_dir, n)
-            rates[family][f"{n}_samples"] = {k: round(v, 4) for k, v in lat.items()}
-            _say(progress, f"{family}: one planner call ({n} samples, with a prefix where the "
-                           f"family continues one) takes p50 {lat['p50_s'] * 1000:.0f} ms, p90 "
-                           f"{lat['p90_s'] * 1000:.0f} ms")
+        for n, k in sorted({(bench.BY_NAME[s].num_samples, bench.BY_NAME[s].sampling_steps)
+                            for s in strategies}):
+            lat = sampling_latency(policy_dir, n, k)
+            rates[family][f"{n}_samples_{k or 'default'}_steps"] = {
+                key: round(v, 4) for key, v in lat.items()}
+            _say(progress, f"{family}: one planner call ({n} samples, {k or 'default'} steps, "
+                           f"with a prefix where the family continues one) takes p50 "
+                           f"{lat['p50_s'] * 1000:.0f} ms, p90 {lat['p90_s'] * 1000:.0f} ms")
         cells = [(s, d, False) for s in strategies for d in delays]
         if push:
             cells += [(s, 0.0, True) for s in strategies]
@@ -161,6 +165,7 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
             cell_dir = out / family / cell.replace(" ", "_").replace("@", "_at_").replace(
                 "+", "plus")
             planner = {"num_samples": s.num_samples, "inference_rate_hz": s.rate_hz,
+                       "sampling_steps": s.sampling_steps,
                        "chunking": s.chunking, "added_delay_s": delay}
             t0, c0 = time.perf_counter(), _cpu_s()
             res = evaluate(EvalSettings(
@@ -169,7 +174,8 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
                 executor_mode=s.executor_mode, videos=0, push_at_s=bench.PUSH_AT_S if pushed
                 else 0.0, progress=False, params={"planner": planner}))
             row = {"family": family, "cell": cell, "strategy": name,
-                   "rate_hz": s.rate_hz, "num_samples": s.num_samples, "chunking": s.chunking,
+                   "rate_hz": s.rate_hz, "num_samples": s.num_samples,
+                   "sampling_steps": s.sampling_steps, "chunking": s.chunking,
                    "executor_mode": s.executor_mode,
                    "delay_s": delay, "push": pushed, "episodes": episodes,
                    "figures": res["figures"], "wall_s": round(time.perf_counter() - t0, 1),

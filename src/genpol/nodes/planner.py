@@ -32,21 +32,28 @@ from genpol.parameters import PLANNER
 from genpol.planning import SUPERSEDED, PolicyHolder, check_checkpoint
 
 
+#: parameters applied by assigning the attribute of the same name
+RUN_TIME = ("num_samples", "inference_rate_hz", "max_observation_age_s", "sampling_steps",
+            "chunking", "rtc_schedule", "rtc_max_guidance", "added_delay_s")
+
+
 class PlannerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("planner", **kwargs)
         params.declare(self, PLANNER)
         p = params.values(self, PLANNER)
         self.holder = PolicyHolder(p["device"], p["cpu_threads"])
-        self.num_samples = p["num_samples"]
-        self.rate_hz = p["inference_rate_hz"]
-        self.max_age = p["max_observation_age_s"]
         self.frame_id = p["frame_id"]
-        self.selector = ChunkSelector(p["selection"])
+        # The values a `ros2 param set` may change, read by the inference thread from here.
+        self.num_samples = p["num_samples"]
+        self.inference_rate_hz = p["inference_rate_hz"]
+        self.max_observation_age_s = p["max_observation_age_s"]
+        self.sampling_steps = p["sampling_steps"]
         self.chunking = p["chunking"]
         self.rtc_schedule = p["rtc_schedule"]
         self.rtc_max_guidance = p["rtc_max_guidance"]
-        self.added_delay = p["added_delay_s"]
+        self.added_delay_s = p["added_delay_s"]
+        self.selector = ChunkSelector(p["selection"])
         self.timeline = PlannerTimeline(tick_s=1.0 / p["executor_rate_hz"])
         self._lock = threading.Lock()
         self._state: tuple[float, dict[str, float]] | None = None
@@ -95,23 +102,12 @@ class PlannerNode(Node):
             if p.name == "policy_path":
                 self.get_logger().info(f"loading policy {p.value} ...")
                 self.holder.load_in_background(p.value, self._on_loaded)
-            elif p.name == "num_samples":
-                self.num_samples = p.value
-            elif p.name == "inference_rate_hz":
-                self.rate_hz = p.value
-            elif p.name == "max_observation_age_s":
-                self.max_age = p.value
             elif p.name == "selection":
                 self.selector = ChunkSelector(p.value)
-            elif p.name == "chunking":
-                self.chunking = p.value
-                self._log_policy()
-            elif p.name == "rtc_schedule":
-                self.rtc_schedule = p.value
-            elif p.name == "rtc_max_guidance":
-                self.rtc_max_guidance = p.value
-            elif p.name == "added_delay_s":
-                self.added_delay = p.value
+            elif p.name in RUN_TIME:
+                setattr(self, p.name, p.value)
+                if p.name == "chunking":
+                    self._log_policy()
 
     def _on_reset(self, request, response):
         """A new episode: forget observations, and the mode the last chunks committed to."""
@@ -184,11 +180,11 @@ class PlannerNode(Node):
     def _loop(self) -> None:
         next_time = time.monotonic()
         while not self._stop.is_set() and rclpy.ok(context=self.context):
-            if self.rate_hz > 0:
+            if self.inference_rate_hz > 0:
                 delay = next_time - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                next_time = max(next_time + 1.0 / self.rate_hz, time.monotonic())
+                next_time = max(next_time + 1.0 / self.inference_rate_hz, time.monotonic())
             try:
                 planned = self._plan_once()
             except Exception:
@@ -205,16 +201,16 @@ class PlannerNode(Node):
             return False
         stamp, positions = state
         now = self.get_clock().now().nanoseconds * 1e-9
-        if stamp <= self._last_planned_stamp or now - stamp > self.max_age:
+        if stamp <= self._last_planned_stamp or now - stamp > self.max_observation_age_s:
             return False  # nothing new, or too old to plan on
         try:
             policy, chunks = self.holder.sample(positions, images, self.num_samples,
-                                                self._prefix_for(stamp))
+                                                self._prefix_for(stamp), self.sampling_steps)
         except ValueError as exc:
             self.get_logger().warning(f"not planning: {exc}", throttle_duration_sec=2.0)
             return False
-        if self.added_delay > 0:
-            self._stop.wait(self.added_delay)
+        if self.added_delay_s > 0:
+            self._stop.wait(self.added_delay_s)
         with self._lock:
             if stamp < self._reset_time:
                 return False  # a reset came while sampling: this chunk is for the old episode

@@ -65,8 +65,8 @@ class Policy(nn.Module):
     def _sample(self, obs: dict, num_samples: int,
                 generator: torch.Generator | None, **kwargs: Any) -> torch.Tensor:
         """obs normalised with batch B; returns (B, num_samples, H, A) normalised actions.
-        kwargs: `noise` for families that take it, `prefix` (a PrefixTarget) for families with
-        a prefix_method."""
+        kwargs: `noise` and `steps` for families that take noise, `prefix` (a PrefixTarget) for
+        families with a prefix_method."""
         raise NotImplementedError
 
     # ---- the public interface ----------------------------------------------------------------
@@ -90,13 +90,16 @@ class Policy(nn.Module):
 
     @torch.no_grad()
     def sample(self, obs: Obs, num_samples: int = 1, generator: torch.Generator | None = None,
-               noise: Any = None, prefix: Prefix | None = None) -> torch.Tensor:
+               noise: Any = None, prefix: Prefix | None = None,
+               steps: int | None = None) -> torch.Tensor:
         """(B, num_samples, H, A) action chunks in the data's units, all drawn in one batch.
 
         noise: the initial N(0, I) noise in the normalised action space, (B * num_samples, H, A)
         or (num_samples, H, A) for every observation; only for families with `takes_noise`.
         prefix: what the robot still plays of the previous chunk (data units): every sample
         continues it (see `prefix_method`).
+        steps: denoising steps instead of the checkpoint's (fewer: faster, coarser); only for
+        families with `takes_noise`.
         """
         if not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -108,6 +111,13 @@ class Policy(nn.Module):
             kwargs["noise"] = noise
         if prefix is not None:
             kwargs["prefix"] = self._prefix_target(prefix)
+        if steps is not None:
+            if not self.takes_noise:
+                raise ValueError(f"a {self.config.family} policy has no denoising steps to "
+                                 "set; steps= works for diffusion and flow")
+            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+                raise ValueError(f"steps must be a positive integer, got {steps!r}")
+            kwargs["steps"] = steps
         was_training = self.training
         self.eval()  # dropout off: sampling randomness comes from the model, never from dropout
         try:
@@ -118,9 +128,10 @@ class Policy(nn.Module):
 
     def predict_chunks(self, state: np.ndarray, images: Mapping[str, np.ndarray] | None = None,
                        num_samples: int = 1, seed: int | None = None,
-                       noise: Any = None, prefix: Prefix | None = None) -> np.ndarray:
+                       noise: Any = None, prefix: Prefix | None = None,
+                       steps: int | None = None) -> np.ndarray:
         """One observation from numpy (state (S,), images (H, W, 3) uint8) -> (N, H, A) numpy;
-        noise and prefix as for `sample`."""
+        noise, prefix and steps as for `sample`."""
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)
         obs: dict[str, Any] = {"state": state_t.unsqueeze(0) if state_t.ndim == 1 else state_t}
         if images:
@@ -131,7 +142,8 @@ class Policy(nn.Module):
         gen = None
         if seed is not None:
             gen = torch.Generator(device=self.device).manual_seed(seed)
-        return self.sample(obs, num_samples, gen, noise=noise, prefix=prefix)[0].cpu().numpy()
+        return self.sample(obs, num_samples, gen, noise=noise, prefix=prefix,
+                           steps=steps)[0].cpu().numpy()
 
     def set_stats(self, stats: Mapping[str, Any]) -> None:
         self.normalizer.set_stats(stats)

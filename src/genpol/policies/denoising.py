@@ -170,7 +170,7 @@ class DenoisingPolicy(Policy):
                     x1: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _sample(self, obs, num_samples, generator, noise=None, prefix=None):
+    def _sample(self, obs, num_samples, generator, noise=None, prefix=None, steps=None):
         cfg = self.config
         cond = repeat_batch(self.encoder(obs), num_samples)
         x = self._initial_noise(noise, obs["state"].shape[0], num_samples, generator)
@@ -180,7 +180,7 @@ class DenoisingPolicy(Policy):
             guide = prefix_guide(prefix, functools.partial(self._flow_time, scheduler),
                                  functools.partial(self._denoised, scheduler),
                                  functools.partial(self._output_for, scheduler))
-        x = denoise(self.net, cond, x, scheduler, cfg.sampling_steps, guide)
+        x = denoise(self.net, cond, x, scheduler, steps or cfg.sampling_steps, guide)
         if guide is not None:
             # The guidance pulls only as far as the net's denoised estimate responds to x (for
             # small nets, part of the way). The committed steps are played from the previous
