@@ -86,7 +86,7 @@ def _three_chunks(ex):
 
 def test_ensemble_three_chunks_matches_hand_computation():
     m = 0.7
-    cmd = _three_chunks(executor(start=0.0, max_velocity=FAST, ensemble_m=m))
+    cmd = _three_chunks(executor(start=0.0, max_velocity=FAST, mode="ensemble", ensemble_m=m))
     e1, e2 = math.exp(-m), math.exp(-2 * m)
     all_three = (A + e1 * B + e2 * C) / (1 + e1 + e2)
     b_and_c = (B + e1 * C) / (1 + e1)
@@ -95,7 +95,8 @@ def test_ensemble_three_chunks_matches_hand_computation():
 
 
 def test_ensemble_with_m_zero_is_the_average():
-    ens = _three_chunks(executor(start=0.0, max_velocity=FAST, ensemble_m=0.0))
+    ens = _three_chunks(executor(start=0.0, max_velocity=FAST, mode="ensemble",
+                                 ensemble_m=0.0))
     avg = _three_chunks(executor(start=0.0, max_velocity=FAST, mode="average"))
     np.testing.assert_allclose(ens.positions, avg.positions, atol=1e-12)
     np.testing.assert_allclose(avg.positions[0], (A + B + C) / 3, atol=1e-12)
