@@ -162,7 +162,7 @@ def test_parameters_are_described_checked_and_applied(ros):
 
         changes = (("num_samples", 3), ("inference_rate_hz", 2.5),
                    ("max_observation_age_s", 0.25), ("sampling_steps", 4),
-                   ("chunking", "select"), ("rtc_schedule", "linear"),
+                   ("chunking", "rtc"), ("rtc_schedule", "linear"),
                    ("rtc_max_guidance", 2.0), ("added_delay_s", 0.1))
         for name, value in (*changes, ("selection", "first")):
             result = _set(probe, client, name, value)
@@ -171,7 +171,7 @@ def test_parameters_are_described_checked_and_applied(ros):
         assert {name: getattr(node, name) for name, _ in changes} == dict(changes)
         result = _set(probe, client, "chunking", "guess")
         assert not result.successful and "chunking must be one of" in result.reason
-        assert node.chunking == "select"
+        assert node.chunking == "rtc"
         assert node.selector.mode == "first"
 
 

@@ -67,7 +67,7 @@ SIM_CAMERAS = ("front", "wrist")  # genpol.sim.scene.CAMERAS, without importing 
 EXECUTOR: tuple[Param, ...] = (
     Param("rate_hz", 50.0, "ticks per second; each publishes lookahead_points points 1/rate_hz "
                            "apart", range=(1.0, 1000.0)),
-    Param("mode", "continue", "merging of the chunks that cover now: ensemble (ACT temporal "
+    Param("mode", "ensemble", "merging of the chunks that cover now: ensemble (ACT temporal "
                               "ensembling), latest (newest chunk), average, continue (newest "
                               "chunk from its first point after arrival + 1 tick: for "
                               "real-time chunking)",
@@ -122,7 +122,7 @@ PLANNER: tuple[Param, ...] = (
     Param("sampling_steps", 0, "denoising steps per sample for flow and diffusion (0: the "
                                "checkpoint's); fewer sample faster", read_only=False,
           range=(0, 1000)),
-    Param("chunking", "rtc", "rtc: each chunk continues what the executor still plays of the "
+    Param("chunking", "select", "rtc: each chunk continues what the executor still plays of the "
                              "last one (flow, diffusion: real-time chunking guidance; binned: "
                              "forced prefix; other families: selection only); select: sample "
                              "freely, then `selection` picks", read_only=False, choices=CHUNKINGS),
