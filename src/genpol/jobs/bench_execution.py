@@ -17,7 +17,7 @@ from genpol.bench import execution as bench
 from genpol.bench.common import run_meta, write_results
 
 FAMILIES = ("flow", "diffusion", "cvae", "binned")
-QUICK_STRATEGIES = tuple(s.name for s in bench.STRATEGIES)
+ALL_STRATEGIES = tuple(s.name for s in bench.STRATEGIES)
 
 
 def _say(progress: bool, text: str) -> None:
@@ -119,7 +119,7 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
     if unknown:
         raise ValueError(f"--families: no execution benchmark for {unknown}; choose from "
                          f"{list(FAMILIES)}")
-    strategies = list(strategies or QUICK_STRATEGIES)
+    strategies = list(strategies or ALL_STRATEGIES)
     bad = sorted(set(strategies) - set(bench.BY_NAME))
     if bad:
         raise ValueError(f"--strategies: unknown {bad}; choose from {list(bench.BY_NAME)}")
