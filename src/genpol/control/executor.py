@@ -24,7 +24,7 @@ from genpol.control.config import ExecutorConfig
 from genpol.control.ensemble import merge
 from genpol.control.interpolate import TIME_EPS, sample
 from genpol.control.limits import limit_steps
-from genpol.control.timeline import first_at_or_after
+from genpol.control.timeline import takeover_time
 
 
 @dataclass
@@ -120,7 +120,7 @@ class ChunkExecutor:
                                                else chunk.stamp)
         # The timeline contract: points up to one tick after arrival were already sent from
         # the chunk playing; this one takes over at its first point after that.
-        takeover = first_at_or_after(chunk.times, arrival + self.config.dt)
+        takeover = takeover_time(chunk.times, arrival, self.config.dt)
         chunk = replace(chunk, seq=self._seq, takeover=takeover)
         self._seq += 1
         self._chunks.append(chunk)

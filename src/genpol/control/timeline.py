@@ -31,8 +31,14 @@ def first_at_or_after(times: np.ndarray, t: float) -> float:
     return float(times[min(i, len(times) - 1)])
 
 
+def takeover_time(times: np.ndarray, arrival: float, tick_s: float) -> float:
+    """The executor's side of the rule: the chunk point (absolute times) it switches at."""
+    return first_at_or_after(times, arrival + tick_s)
+
+
 def takeover_index(stamp: float, fps: float, arrival: float, tick_s: float) -> int:
-    """Index of the first point (at stamp + k/fps) at or after arrival + tick_s."""
+    """The planner's side, before the chunk exists: the index of the first point (at
+    stamp + k/fps) at or after arrival + tick_s, as takeover_time finds it."""
     first = arrival + tick_s - stamp
     return max(0, math.ceil(first * fps - 1e-9))
 
@@ -42,7 +48,7 @@ def switch_time(stamp: float, times: np.ndarray, arrival: float, mode: str,
     """When the executor starts playing a chunk (stamp, point times from it) that arrived at
     `arrival`: in `continue` mode at its takeover point, in the other modes on the next tick."""
     if mode == "continue":
-        return first_at_or_after(stamp + np.asarray(times, float), arrival + tick_s)
+        return takeover_time(stamp + np.asarray(times, float), arrival, tick_s)
     return arrival + tick_s
 
 

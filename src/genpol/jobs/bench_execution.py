@@ -32,45 +32,32 @@ def _cpu_s() -> float:
 
 
 def _dataset(out: Path, preset: dict, episodes: int, progress: bool) -> Path:
-    from genpol.data.build import build_dataset, parse_size
-    from genpol.jobs.record import RecordSettings, record_sim
+    from genpol.jobs import demo
+    from genpol.jobs.record import record_sim
 
     bags, dataset = out / "recordings", out / "dataset"
     if (dataset / "meta" / "info.json").is_file():
         _say(progress, f"reusing the dataset in {dataset}")
         return dataset
-    rec = preset["record"]
     if bags.exists():
         shutil.rmtree(bags)
     _say(progress, f"recording {episodes} scripted {preset['task']} demonstrations")
-    record_sim(RecordSettings(task=preset["task"], episodes=episodes, out=bags, seed=rec["seed"],
-                              scene_seed=preset["scene_seed"], mode=rec["mode"],
-                              episodes_per_start=rec.get("episodes_per_start", 1),
-                              progress=progress))
-    ds = preset["dataset"]
-    build_dataset([bags], dataset, fps=ds["fps"], image_size=parse_size(ds.get("image_size")),
-                  overwrite=True, progress=progress)
+    record_sim(demo.record_settings(preset, bags, progress, episodes))
+    demo.build(preset, bags, dataset, progress)
     return dataset
 
 
 def _policy(out: Path, family: str, dataset: Path, steps: int, preset: dict,
             progress: bool) -> Path:
-    from genpol import presets
-    from genpol.data.sources import load_chunks
-    from genpol.train import TrainConfig, config_for_data, train
-
+    from genpol.jobs import demo
     from genpol.planning import check_checkpoint
 
     path = out / f"policy_{family}"
     if path.is_dir() and not check_checkpoint(str(path)):
         _say(progress, f"reusing the {family} policy in {path}")
         return path
-    tr = preset["train"]
     _say(progress, f"training {family} for {steps} steps")
-    data = load_chunks(dataset)
-    config = config_for_data(family, data, cameras=[], **presets.policy(family))
-    train(config, data, TrainConfig(steps=steps, batch_size=tr["batch_size"], lr=tr["lr"],
-                                    device="auto", progress=progress), out_dir=path)
+    demo.train_policy(preset, family, dataset, path, progress, steps)
     return path
 
 

@@ -34,6 +34,42 @@ class Stage:
     seconds: float = 0.0
 
 
+def record_settings(p: dict[str, Any], bags: Path, progress: bool,
+                    episodes: int | None = None):
+    """The preset's recording of scripted demonstrations (`genpol record --sim`) into `bags`."""
+    from genpol.jobs.record import RecordSettings
+
+    rec = p["record"]
+    return RecordSettings(task=p["task"], episodes=episodes or rec["episodes"], out=bags,
+                          seed=rec["seed"], scene_seed=p["scene_seed"], mode=rec["mode"],
+                          episodes_per_start=rec.get("episodes_per_start", 1), progress=progress)
+
+
+def build(p: dict[str, Any], bags: Path, dataset: Path, progress: bool):
+    """The preset's LeRobot dataset from the recorded bags (`genpol dataset build`)."""
+    from genpol.data.build import build_dataset, parse_size
+
+    ds = p["dataset"]
+    return build_dataset([bags], dataset, fps=ds["fps"],
+                         image_size=parse_size(ds.get("image_size")), overwrite=True,
+                         progress=progress)
+
+
+def train_policy(p: dict[str, Any], family: str, dataset: Path, out_dir: Path, progress: bool,
+                 steps: int | None = None):
+    """A joint-state `family` policy with the preset's training settings (`genpol train`)."""
+    from genpol import presets
+    from genpol.data.sources import load_chunks
+    from genpol.train import TrainConfig, config_for_data, train
+
+    tr = p["train"]
+    data = load_chunks(dataset)
+    config = config_for_data(family, data, cameras=[], **presets.policy(family))
+    tcfg = TrainConfig(steps=steps or tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
+                       device="auto", progress=progress)
+    return train(config, data, tcfg, out_dir=out_dir)
+
+
 def _banner(index: int, total: int, text: str) -> None:
     print(f"\n=== [demo {index}/{total}] {text}", flush=True)
 
@@ -42,12 +78,9 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
         progress: bool = True) -> dict[str, Any]:
     """Run every stage into `out`; returns the summary also written to out/results.json."""
     from genpol import presets
-    from genpol.data.build import build_dataset, parse_size
-    from genpol.data.sources import load_chunks
     from genpol.jobs.eval import EvalSettings
     from genpol.jobs.eval import run as evaluate
-    from genpol.jobs.record import RecordSettings, record_sim
-    from genpol.train import TrainConfig, config_for_data, train
+    from genpol.jobs.record import record_sim
 
     p = preset or load_preset()
     if family not in presets.families():
@@ -74,24 +107,14 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
         import shutil
 
         shutil.rmtree(bags)  # a fresh recording: episodes of an earlier run would mix in
-    timed(Stage("record"), record_sim, RecordSettings(
-        task=p["task"], episodes=rec["episodes"], out=bags, seed=rec["seed"],
-        scene_seed=p["scene_seed"], mode=rec["mode"],
-        episodes_per_start=rec.get("episodes_per_start", 1), progress=progress))
+    timed(Stage("record"), record_sim, record_settings(p, bags, progress))
 
-    ds = p["dataset"]
-    _banner(2, 4, f"build a LeRobot v3.0 dataset at {ds['fps']:g} fps")
-    report = timed(Stage("dataset"), build_dataset, [bags], dataset, fps=ds["fps"],
-                   image_size=parse_size(ds.get("image_size")), overwrite=True,
-                   progress=progress)
+    _banner(2, 4, f"build a LeRobot v3.0 dataset at {p['dataset']['fps']:g} fps")
+    report = timed(Stage("dataset"), build, p, bags, dataset, progress)
 
-    tr = p["train"]
-    _banner(3, 4, f"train a {family} policy for {tr['steps']} steps on {report.frames} frames")
-    data = load_chunks(dataset)
-    config = config_for_data(family, data, cameras=[], **presets.policy(family))
-    tcfg = TrainConfig(steps=tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
-                       device="auto", progress=progress)
-    timed(Stage("train"), train, config, data, tcfg, out_dir=policy_dir)
+    _banner(3, 4, f"train a {family} policy for {p['train']['steps']} steps on {report.frames} "
+                  "frames")
+    timed(Stage("train"), train_policy, p, family, dataset, policy_dir, progress)
 
     ev = p["eval"]
     _banner(4, 4, f"evaluate closed-loop: {ev['episodes']} episodes through the bringup graph "

@@ -218,7 +218,7 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
     # The commanded motion between the first chunk's start and the outcome: before it the
     # executor holds (and follows the reset's jump), after it the episode is over.
     during = ((cmd_t >= min(switches, default=np.inf))
-              & (cmd_t <= probe_t0 + float(decided[1])))
+              & (cmd_t <= probe_t0 + float(t_end)))
     jerk = seam_jerk(cmd_t[during], cmd_q[during], switches)
     final = closest = offset = None
     if len(q):
