@@ -44,6 +44,14 @@ def test_targets_are_not_met_by_missing_cells():
     assert list(t) == ["rtc_cells_missing"] and not t["rtc_cells_missing"]["met"]
 
 
+def test_delays_given_in_milliseconds_are_refused_before_anything_runs(tmp_path):
+    from genpol.jobs import bench_execution
+
+    with pytest.raises(ValueError, match="seconds"):
+        bench_execution.run(delays=[300.0], out=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.timeout(900)
 def test_quick_run_through_the_graph(ros_env, reach_policy, tmp_path):
     from genpol.jobs import bench_execution

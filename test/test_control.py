@@ -15,6 +15,7 @@ from genpol.control import ChunkExecutor, Command, ExecutorConfig
 from genpol.control.ensemble import merge_weights
 from genpol.control.interpolate import sample
 from genpol.control.selection import ChunkSelector, typical
+from genpol.control.timeline import Prefix
 from genpol.control.teleop import follow_command
 
 NAMES = list(robot.JOINT_NAMES)
@@ -418,6 +419,30 @@ def test_first_chunk_keeps_the_policys_mode_proportions():
         picks.append(signs[index])
     minority = np.mean(np.array(picks) < 0)
     assert 0.17 < minority < 0.33, minority
+
+
+def test_pick_continues_the_prefix_into_the_chosen_chunk_or_sends_nothing_if_it_departs():
+    """The choice is made on the samples as drawn; a chosen sample that took the other mode is
+    not faded into (that would drive between the modes): nothing is sent, nothing remembered."""
+    t = np.arange(10) / 10.0
+    up = np.stack([t, t], axis=1)
+    prefix = Prefix(up.copy(), committed=2, overlap=6)
+    near = up + 0.02                                         # follows the playing chunk
+    selector = ChunkSelector("consistent")
+    selector.chosen(up, 0.0, 10.0, key="p")
+    chunks, departure = selector.pick(np.stack([-up, near]), 0.0, 10.0, "p", prefix, 0.1)
+    assert chunks is not None and departure == pytest.approx(0.02)
+    np.testing.assert_allclose(chunks[0, :2], up[:2])        # committed steps exactly
+    np.testing.assert_allclose(chunks[0, 6:], near[6:])      # the sample after the overlap
+    np.testing.assert_allclose(chunks[1, :2], up[:2])        # the others continue it too
+    # every sample the other way: not sent, and the selector still keeps to `up`
+    sent, departure = selector.pick(np.stack([-up, -up - 0.01]), 0.0, 10.0, "p", prefix, 0.1)
+    assert sent is None and departure > 0.2
+    assert selector.select(np.stack([-up, up]), 0.0, 10.0, "p") == 1
+    # without a prefix: the chosen sample first, as drawn
+    chunks, departure = ChunkSelector("first").pick(np.stack([-up, up]), 0.0, 10.0)
+    np.testing.assert_allclose(chunks[0], -up)
+    assert departure == 0.0
 
 
 # --- teleop following -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from genpol import robot
 from genpol.control import ChunkExecutor, ExecutorConfig
-from genpol.control.timeline import PlannerTimeline, soft_mask, takeover_index
+from genpol.control.timeline import Prefix, PlannerTimeline, soft_mask, takeover_index
 
 NAMES = list(robot.JOINT_NAMES)
 J = len(NAMES)
@@ -60,6 +60,33 @@ def test_planner_prefix_is_the_last_chunk_on_the_new_steps_up_to_the_takeover():
     assert tl.prefix(key, 0.9, 10.0, 8) is None        # after the old chunk ended
     tl.reset()
     assert tl.prefix(key, 0.05, 10.0, 8) is None
+
+
+def test_continuing_a_prefix_plays_it_exactly_where_committed_and_fades_over_the_overlap():
+    prefix = Prefix(np.full((8, 2), 1.0), committed=3, overlap=6)
+    chunks = np.zeros((2, 8, 2))
+    out = prefix.continue_into(chunks)
+    np.testing.assert_allclose(out[:, :3], 1.0)               # committed: the prefix itself
+    faded = out[0, 3:6, 0]
+    assert np.all(np.diff(faded) < 0) and np.all((faded > 0) & (faded < 1))  # fades out
+    np.testing.assert_allclose(out[:, 6:], 0.0)                # past the overlap: the chunk
+    # departure: the largest weighted gap over the overlap, 0 for a chunk that follows it
+    assert prefix.departure(prefix.actions) == 0.0
+    assert prefix.departure(chunks[0]) == pytest.approx(1.0)   # committed steps weigh 1
+    late = prefix.actions.copy()
+    late[5:] += 1.0                                            # leaves it at the last overlap step
+    assert 0.0 < prefix.departure(late) < 0.5
+
+
+def test_a_chunk_plays_from_its_first_point_to_its_last_and_only_for_its_policy():
+    tl = PlannerTimeline(tick_s=0.02)
+    key = object()
+    assert not tl.playing(key, 0.0)
+    tl.published(key, stamp=1.0, fps=10.0, positions=np.zeros((8, 2)), published_at=1.1)
+    assert tl.playing(key, 1.0) and tl.playing(key, 1.7)
+    assert not tl.playing(key, 1.75) and not tl.playing(object(), 1.2)
+    tl.reset()
+    assert not tl.playing(key, 1.2)
 
 
 def _continue_executor(start=0.0) -> ChunkExecutor:

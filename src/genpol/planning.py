@@ -113,13 +113,15 @@ class PolicyHolder:
     def sample(self, positions_by_name: Mapping[str, float],
                images: Mapping[str, np.ndarray] | None, num_samples: int,
                prefix_for: Callable[[Policy], Prefix | None] | None = None,
-               steps: int = 0):
-        """(policy, chunks (N, H, A)) for one observation; positions are matched by joint name.
+               steps: int | Callable[[Policy], int] = 0):
+        """(policy, chunks (N, H, A), prefix) for one observation; positions are matched by
+        joint name.
 
         Returns the policy used so the caller labels the chunk with that policy's fps and
         joints even if a swap lands meanwhile; `prefix_for(policy)` gives the prefix to continue
-        for that same policy; `steps` > 0 sets a denoising family's sampling steps (the
-        others have none).
+        for that same policy (returned: the caller chooses a chunk, then continues the prefix
+        into it, Prefix.continue_into); `steps` > 0 (or `steps(policy)`) sets a denoising family's
+        sampling steps (the others have none).
         """
         policy = self.policy
         if policy is None:
@@ -135,9 +137,11 @@ class PolicyHolder:
                 raise ValueError(f"no image yet from camera {cam!r}")
             cams[cam] = _fit(images[cam], policy.config.image_shape)
         prefix = prefix_for(policy) if prefix_for is not None else None
-        return policy, policy.predict_chunks(state, cams or None, num_samples, prefix=prefix,
-                                             steps=steps if steps and policy.takes_noise
-                                             else None)
+        if callable(steps):
+            steps = steps(policy)
+        chunks = policy.predict_chunks(state, cams or None, num_samples, prefix=prefix,
+                                       steps=steps if steps and policy.takes_noise else None)
+        return policy, chunks, prefix
 
 
 def _fit(img: np.ndarray, shape) -> np.ndarray:

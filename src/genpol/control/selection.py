@@ -6,7 +6,11 @@ the arm in one mode from one chunk to the next.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from genpol.control.timeline import Prefix
 
 SELECTIONS = ("consistent", "first")
 
@@ -55,9 +59,11 @@ class ChunkSelector:
     def reset(self) -> None:
         self._previous = None
 
-    def select(self, chunks: np.ndarray, stamp: float, fps: float, key: object = None) -> int:
+    def select(self, chunks: np.ndarray, stamp: float, fps: float, key: object = None,
+               remember: bool = True) -> int:
         """Index into chunks (N, H, A) starting at `stamp` (s), points 1/fps apart. `key`
-        identifies the policy: chunks of another policy are never compared."""
+        identifies the policy: chunks of another policy are never compared. With remember
+        false the choice is not kept as the previous chunk until `chosen` says it was sent."""
         horizon = chunks.shape[1]
         times = stamp + np.arange(horizon) / fps
         index = 0
@@ -73,5 +79,35 @@ class ChunkSelector:
                 index = int(np.argmin(((chunks[:, overlap] - ref) ** 2).sum(axis=(1, 2))))
             else:
                 index = typical(chunks)
-        self._previous = (key, times, chunks[index].copy())
+        if remember:
+            self.chosen(chunks[index], stamp, fps, key)
         return index
+
+    def chosen(self, chunk: np.ndarray, stamp: float, fps: float, key: object = None) -> None:
+        """The chunk (H, A) sent: the next selection keeps to it."""
+        self._previous = (key, stamp + np.arange(len(chunk)) / fps, chunk.copy())
+
+    def pick(self, chunks: np.ndarray, stamp: float, fps: float, key: object = None,
+             prefix: Prefix | None = None, max_departure: float = math.inf
+             ) -> tuple[np.ndarray | None, float]:
+        """The chunks (N, H, A) to send, the chosen one first and each continuing `prefix`;
+        None when the chosen sample leaves the prefix by more than `max_departure` (the
+        policy reads this state as the other mode: the playing chunk goes on, the next
+        observation decides). Also returns that departure (0 without a prefix).
+
+        With a prefix the chosen sample is the one that departs least, judged on the samples
+        as drawn: continuing the prefix into them first would blur which way each went."""
+        departure = 0.0
+        if prefix is None:
+            index = self.select(chunks, stamp, fps, key, remember=False)
+        else:
+            # the prefix is the playing chunk on these steps: keeping to it is consistency
+            departures = [prefix.departure(c) for c in chunks]
+            index = int(np.argmin(departures))
+            departure = departures[index]
+            if departure > max_departure:
+                return None, departure
+            chunks = prefix.continue_into(chunks)
+        self.chosen(chunks[index], stamp, fps, key)
+        return np.concatenate([chunks[index:index + 1], np.delete(chunks, index, axis=0)]), \
+            departure

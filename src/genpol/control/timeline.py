@@ -87,6 +87,26 @@ class Prefix:
     def weights(self) -> np.ndarray:
         return soft_mask(len(self.actions), self.committed, self.overlap, self.schedule)
 
+    def continue_into(self, chunks: np.ndarray) -> np.ndarray:
+        """chunks (N, H, A) made to continue the prefix: the committed steps exactly (they are
+        played from the previous chunk whatever a new one says, and the executor's switch lands
+        on them), the rest of the overlap faded from the prefix into each chunk with the soft
+        mask, so the switch is seamless.
+
+        Guidance pulls a sample only as far as the net's denoised estimate responds to x (for
+        small nets, part of the way). The planner chooses among the samples first: the fade
+        would hide which way each one went."""
+        w = self.weights()[:, None]
+        return w * self.actions + (1 - w) * chunks
+
+    def departure(self, chunk: np.ndarray) -> float:
+        """How far a chunk (H, A) leaves the prefix where it should follow it: the largest
+        soft-mask-weighted difference over the overlap (a joint's rad). Continuing the prefix
+        into a chunk that took the other way round an obstacle would fade between the modes."""
+        w = self.weights()[:self.overlap, None]
+        return float(np.abs(w * (chunk[:self.overlap] - self.actions[:self.overlap])).max(
+            initial=0.0))
+
 
 class PlannerTimeline:
     """The planner's model of what the executor plays: its own last chunk, and how late its
@@ -102,6 +122,12 @@ class PlannerTimeline:
     def reset(self) -> None:
         """A new episode: nothing is playing."""
         self._last = None
+
+    def playing(self, key: object, stamp: float) -> bool:
+        """Whether a chunk of this policy still plays at `stamp`: a chunk planned now follows
+        one (continues it or is compared with it) rather than choosing the mode afresh."""
+        return (self._last is not None and self._last[0] is key
+                and self._last[1][0] <= stamp <= self._last[1][-1])
 
     @property
     def delay_s(self) -> float | None:

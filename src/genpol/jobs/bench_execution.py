@@ -111,6 +111,8 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
     if bad:
         raise ValueError(f"--strategies: unknown {bad}; choose from {list(bench.BY_NAME)}")
     delays = list(delays if delays is not None else ((0.0, 0.3) if quick else bench.DELAYS_S))
+    if any(not 0.0 <= d <= 10.0 for d in delays):
+        raise ValueError(f"--delays are seconds in [0, 10] (0.3 for 300 ms), got {delays}")
     episodes = episodes or (1 if quick else 20)
     preset = load_preset()
     out = Path(out or "bench-results/execution")

@@ -34,7 +34,8 @@ from genpol.planning import SUPERSEDED, PolicyHolder, check_checkpoint
 
 #: parameters applied by assigning the attribute of the same name
 RUN_TIME = ("num_samples", "inference_rate_hz", "max_observation_age_s", "sampling_steps",
-            "chunking", "rtc_schedule", "rtc_max_guidance", "added_delay_s")
+            "chunking", "rtc_schedule", "rtc_max_guidance", "rtc_max_departure_rad",
+            "added_delay_s")
 
 
 class PlannerNode(Node):
@@ -52,6 +53,7 @@ class PlannerNode(Node):
         self.chunking = p["chunking"]
         self.rtc_schedule = p["rtc_schedule"]
         self.rtc_max_guidance = p["rtc_max_guidance"]
+        self.rtc_max_departure_rad = p["rtc_max_departure_rad"]
         self.added_delay_s = p["added_delay_s"]
         self.selector = ChunkSelector(p["selection"])
         self.timeline = PlannerTimeline(tick_s=1.0 / p["executor_rate_hz"])
@@ -61,6 +63,7 @@ class PlannerNode(Node):
         self._last_planned_stamp = -1.0
         self._reset_time = -1.0
         self.chunks_published = 0
+        self.chunks_departed = 0
 
         self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], 10)
         self.marker_pub = self.create_publisher(MarkerArray, p["marker_topic"], 10)
@@ -159,6 +162,17 @@ class PlannerNode(Node):
                                         self.rtc_max_guidance)
         return prefix
 
+    def _steps_for(self, stamp: float):
+        """Denoising steps for a chunk planned at `stamp`: `sampling_steps` while a chunk plays,
+        the checkpoint's own for one that chooses the mode afresh (the first of an episode, after
+        a gap or a swap). Few flow steps pull samples toward the mean of the modes (one Euler
+        step is the mean), and a first chunk between them drives at the obstacle: with 5 steps
+        the first chunk collided in 2 of 20 episodes, with the checkpoint's 10 in none (README,
+        "Execution strategies")."""
+        def steps(policy) -> int:
+            return self.sampling_steps if self.timeline.playing(policy, stamp) else 0
+        return steps
+
     # ---- observations -------------------------------------------------------------------------
     def _on_state(self, msg: JointState) -> None:
         if len(msg.name) != len(msg.position):
@@ -204,8 +218,9 @@ class PlannerNode(Node):
         if stamp <= self._last_planned_stamp or now - stamp > self.max_observation_age_s:
             return False  # nothing new, or too old to plan on
         try:
-            policy, chunks = self.holder.sample(positions, images, self.num_samples,
-                                                self._prefix_for(stamp), self.sampling_steps)
+            policy, chunks, prefix = self.holder.sample(positions, images, self.num_samples,
+                                                        self._prefix_for(stamp),
+                                                        self._steps_for(stamp))
         except ValueError as exc:
             self.get_logger().warning(f"not planning: {exc}", throttle_duration_sec=2.0)
             return False
@@ -215,13 +230,22 @@ class PlannerNode(Node):
             if stamp < self._reset_time:
                 return False  # a reset came while sampling: this chunk is for the old episode
             self._last_planned_stamp = stamp
-            self._publish(policy, stamp, chunks)
+            self._publish(policy, stamp, chunks, prefix)
         return True
 
-    def _publish(self, policy, stamp: float, chunks: np.ndarray) -> None:
+    def _publish(self, policy, stamp: float, chunks: np.ndarray,
+                 prefix: Prefix | None = None) -> None:
         cfg = policy.config
-        chosen = self.selector.select(chunks, stamp, cfg.fps, key=policy)
-        chunks = np.concatenate([chunks[chosen:chosen + 1], np.delete(chunks, chosen, axis=0)])
+        sent, departure = self.selector.pick(chunks, stamp, cfg.fps, policy, prefix,
+                                             self.rtc_max_departure_rad)
+        if sent is None:
+            self.chunks_departed += 1
+            self.get_logger().info(
+                f"not sent: the chosen chunk leaves the playing one by {departure:.3f} rad > "
+                f"rtc_max_departure_rad {self.rtc_max_departure_rad:g}; it keeps playing",
+                throttle_duration_sec=2.0)
+            return
+        chunks = sent
         self.timeline.published(policy, stamp, cfg.fps, chunks[0],
                                 self.get_clock().now().nanoseconds * 1e-9)
         durations = [duration_msg(k / cfg.fps) for k in range(cfg.horizon)]

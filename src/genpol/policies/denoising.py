@@ -181,14 +181,6 @@ class DenoisingPolicy(Policy):
                                  functools.partial(self._denoised, scheduler),
                                  functools.partial(self._output_for, scheduler))
         x = denoise(self.net, cond, x, scheduler, steps or cfg.sampling_steps, guide)
-        if guide is not None:
-            # The guidance pulls only as far as the net's denoised estimate responds to x (for
-            # small nets, part of the way). The committed steps are played from the previous
-            # chunk whatever this one says and the executor's switch lands on them: give them
-            # exactly, and fade the overlap after them from the prefix into the sample with the
-            # same soft mask, so the switch is seamless.
-            w = prefix.weights[:, None]
-            x = w * prefix.actions + (1 - w) * x
         return x.view(-1, num_samples, cfg.horizon, cfg.action_dim)
 
     def _initial_noise(self, noise: Any, batch: int, num_samples: int,
