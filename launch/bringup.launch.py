@@ -1,4 +1,4 @@
-"""ros2 launch genpol bringup.launch.py [sim:=true] [policy_path:=DIR] [executor_mode:=ensemble]
+"""ros2 launch genpol bringup.launch.py [sim:=true] [policy_path:=DIR] [executor_mode:=continue]
 [rviz:=false] [use_mock_hardware:=true] [task:=reach_around] [seed:=0] [scene_seed:=-1]
 
 No logic of its own: genpol.graph.resolve gives every node with its parameters (the same specs

@@ -130,7 +130,7 @@ def test_parameters_are_described_and_read_only(ros):
                                                     .to_parameter_msg()])
         result = _call(probe, setter, request).results[0]
         assert not result.successful and "read-only" in result.reason
-        assert node.get_parameter("mode").value == "ensemble" == node.config.mode
+        assert node.get_parameter("mode").value == "continue" == node.config.mode
 
 
 def test_time_and_duration_messages_carry_into_the_seconds():

@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim_arm seed: episode i starts from the pose of seed + 1 + i")
     e.add_argument("--scene-seed", type=int, default=-1,
                    help=">= 0: one object layout for every episode (-1: one per episode)")
-    e.add_argument("--executor-mode", help="ensemble, latest or average "
+    e.add_argument("--executor-mode", help="continue, ensemble, latest or average "
                                            "(default: config/executor.yaml)")
     e.add_argument("--videos", type=int, default=3, help="episodes recorded into the MP4")
     e.add_argument("--timeout-s", type=float,

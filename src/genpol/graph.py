@@ -32,7 +32,7 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("sim", "true", "true: MuJoCo sim_arm stands in for the arm; false: the real arm "
                             "through ros2_control"),
     Argument("policy_path", "", "checkpoint directory for the planner (empty: set it later)"),
-    Argument("executor_mode", "ensemble", "executor chunk merging: ensemble, latest, average "
+    Argument("executor_mode", "continue", "executor chunk merging: ensemble, latest, average "
                                           "or continue"),
     Argument("rviz", "false", "start RViz with config/genpol.rviz"),
     Argument("use_mock_hardware", "true", "sim:=false only: mock_components/GenericSystem "

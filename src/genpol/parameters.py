@@ -67,7 +67,7 @@ SIM_CAMERAS = ("front", "wrist")  # genpol.sim.scene.CAMERAS, without importing 
 EXECUTOR: tuple[Param, ...] = (
     Param("rate_hz", 50.0, "ticks per second; each publishes lookahead_points points 1/rate_hz "
                            "apart", range=(1.0, 1000.0)),
-    Param("mode", "ensemble", "merging of the chunks that cover now: ensemble (ACT temporal "
+    Param("mode", "continue", "merging of the chunks that cover now: ensemble (ACT temporal "
                               "ensembling), latest (newest chunk), average, continue (newest "
                               "chunk from its first point after arrival + 1 tick: for "
                               "real-time chunking)",
@@ -119,10 +119,12 @@ PLANNER: tuple[Param, ...] = (
     Param("selection", "consistent", "consistent: the sample nearest the previous chunk (keeps "
                                      "a mode), else a fair draw inside a mode; first: sample 0",
           read_only=False, choices=SELECTIONS),
-    Param("sampling_steps", 0, "denoising steps per sample for flow and diffusion (0: the "
-                               "checkpoint's); fewer sample faster", read_only=False,
+    Param("sampling_steps", 0, "denoising steps per sample for flow and diffusion while a chunk "
+                               "plays (0: the checkpoint's); fewer sample faster. A chunk that "
+                               "chooses the mode afresh (the first of an episode) takes the "
+                               "checkpoint's", read_only=False,
           range=(0, 1000)),
-    Param("chunking", "select", "rtc: each chunk continues what the executor still plays of the "
+    Param("chunking", "rtc", "rtc: each chunk continues what the executor still plays of the "
                              "last one (flow, diffusion: real-time chunking guidance; binned: "
                              "forced prefix; other families: selection only); select: sample "
                              "freely, then `selection` picks", read_only=False, choices=CHUNKINGS),
@@ -131,6 +133,10 @@ PLANNER: tuple[Param, ...] = (
           read_only=False, choices=SCHEDULES),
     Param("rtc_max_guidance", 5.0, "real-time chunking's guidance weight clip (beta)",
           read_only=False, range=(0.0, 1000.0)),
+    Param("rtc_max_departure_rad", 0.1, "real-time chunking: a chunk whose best sample leaves "
+                                        "the playing one by more (soft-mask weighted, any "
+                                        "joint) is not sent, and the playing one goes on",
+          read_only=False, range=(0.0, 10.0)),
     Param("executor_rate_hz", 50.0, "the executor's tick rate, for the timeline contract (a "
                                     "chunk takes over one tick after it lands)",
           range=(1.0, 1000.0)),

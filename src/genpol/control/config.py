@@ -21,7 +21,7 @@ class ExecutorConfig:
     rate_hz: float = 50.0
     #: "continue": the newest chunk from its takeover point on (genpol.control.timeline), the
     #: merge for real-time-chunked continuation chunks
-    mode: str = "ensemble"  # "ensemble" | "latest" | "average" | "continue"
+    mode: str = "continue"  # "continue" | "ensemble" | "latest" | "average"
     ensemble_m: float = 0.01  # ACT temporal ensembling: w_i = exp(-m * i), i = 0 the oldest chunk
     max_chunk_age_s: float = 1.0  # chunks whose stamp is older than this are dropped
     lookahead_points: int = 5  # points published per tick, spaced 1 / rate_hz apart
