@@ -1,5 +1,6 @@
 """ros2 launch genpol bringup.launch.py [sim:=true] [policy_path:=DIR] [executor_mode:=continue]
 [rviz:=false] [use_mock_hardware:=true] [task:=reach_around] [seed:=0] [scene_seed:=-1]
+[scene_spread:=1.0]
 
 No logic of its own: genpol.graph.resolve gives every node with its parameters (the same specs
 `genpol bringup` starts without ROS launch); this file only turns each into a launch_ros Node.

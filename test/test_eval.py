@@ -277,6 +277,8 @@ def test_eval_closed_loop_writes_consistent_results(ros_env, reach_policy, tmp_p
     assert fig["mode_entropy"] == pytest.approx(mode_entropy(counts, MODES))
     assert fig["mean_episode_s"] == pytest.approx(np.mean([e["duration_s"] for e in rows]))
     assert fig["pushed_episodes"] == 0 and fig["success_after_push"] is None
+    latency = fig["chunk_latency_ms"]
+    assert latency["count"] >= 3 and 0 < latency["p50"] <= latency["p99"] < 5000
     assert r["policy"]["family"] == "flow"
     assert r["command"].startswith("genpol eval") and "--episodes 3" in r["command"]
     assert r["versions"]["genpol"] and r["versions"]["python"]

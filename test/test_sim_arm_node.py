@@ -93,6 +93,7 @@ def test_sim_arm_reset_service_redraws_the_scene(ros, scene_seed):
                                     for m in status.messages), timeout=3)
         last = json.loads(status.messages[-1].data)
         assert last["seed"] == 4 and last["success"] is False and last["collided"] is False
+        assert last["scene_spread"] == 1.0
         assert np.allclose(last["target"], after.target, atol=1e-4)
 
 

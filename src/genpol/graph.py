@@ -24,7 +24,8 @@ class Argument:
     name: str
     default: str
     description: str
-    #: "string" or "int": the type the parameters it sets get (launch arguments are strings)
+    #: "string", "int" or "float": the type the parameters it sets get (launch arguments are
+    #: strings)
     kind: str = "string"
 
 
@@ -46,6 +47,9 @@ ARGUMENTS: tuple[Argument, ...] = (
                           "draws the next)", kind="int"),
     Argument("scene_seed", "-1", "sim:=true only: >= 0 keeps one object layout for every "
                                  "episode; -1 draws a layout per episode", kind="int"),
+    Argument("scene_spread", "1.0", "sim:=true only: how far reach_around's layouts range "
+                                    "sideways (3: wide enough that only a policy that sees "
+                                    "the scene succeeds)", kind="float"),
 )
 
 
@@ -67,7 +71,8 @@ def _real(name: str, executable: str, package: str, **kw: Any) -> NodeSpec:
 
 
 SIM_ARM = NodeSpec("sim_arm", "sim_arm", params_file="sim_arm.yaml", when="sim",
-                   overrides=(("task", "task"), ("seed", "seed"), ("scene_seed", "scene_seed")))
+                   overrides=(("task", "task"), ("seed", "seed"), ("scene_seed", "scene_seed"),
+                              ("scene_spread", "scene_spread")))
 
 NODES: tuple[NodeSpec, ...] = (
     SIM_ARM,
@@ -146,19 +151,23 @@ def resolve_arguments(given: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"launch argument {name} must be true or false, got {args[name]!r}")
         args[name] = args[name].lower()
     for a in ARGUMENTS:
-        if a.kind == "int":
+        if a.kind in _TYPES:
             try:
-                int(args[a.name])
+                _TYPES[a.kind](args[a.name])
             except ValueError:
-                raise ValueError(f"launch argument {a.name} must be an integer, "
-                                 f"got {args[a.name]!r}") from None
+                raise ValueError(f"launch argument {a.name} must be a{'n' * (a.kind == 'int')} "
+                                 f"{a.kind}, got {args[a.name]!r}") from None
     return args
 
 
+_TYPES: dict[str, Any] = {"int": int, "float": float}
+
+
 def typed(name: str, value: str) -> Any:
-    """A launch argument's value as its parameters take it (int arguments become ints)."""
+    """A launch argument's value as its parameters take it (int and float arguments become
+    numbers)."""
     kind = next(a.kind for a in ARGUMENTS if a.name == name)
-    return int(value) if kind == "int" else value
+    return _TYPES[kind](value) if kind in _TYPES else value
 
 
 def select(args: Mapping[str, str], nodes: Sequence[NodeSpec] = NODES) -> list[NodeSpec]:

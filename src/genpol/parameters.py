@@ -150,6 +150,9 @@ SIM_ARM: tuple[Param, ...] = (
           range=SEED_RANGE),
     Param("scene_seed", -1, ">= 0: one object layout for all episodes; -1: one per episode",
           range=(-1, SEED_RANGE[1])),
+    Param("scene_spread", 1.0, "reach_around: how far the layouts range sideways (1: a few cm; "
+                               "3: 20 cm, only a policy that sees the scene reaches the target)",
+          range=(0.0, tasks.SPREAD_MAX)),
     Param("episodes_per_start", 1, "consecutive episodes (resets) that share a start pose",
           range=(1, 1000)),
     Param("joint_state_rate_hz", 100.0, "joint states (and physics steps) per second",

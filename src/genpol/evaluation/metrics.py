@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,10 @@ class EpisodeOutcome:
     free_jerk_sq: float = 0.0
     free_ticks: int = 0
     chunk_rate_hz: float | None = None  # chunks the planner published per second of episode
+    scene_spread: float = 1.0  # the layout's spread (tasks.sample)
+    #: per chunk received: its observation's stamp to its arrival (ms), what the arm waits for
+    #: a plan (inference, any queueing and injected delay)
+    chunk_latency_ms: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -125,6 +129,14 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
+def _percentiles(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(max(values)),
+            "count": len(values)}
+
+
 def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> dict[str, Any]:
     """The figures of an evaluation; rates are over all episodes."""
     n = len(episodes)
@@ -149,6 +161,7 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         "mode_switch_rate": sum(e.mode_switched for e in episodes) / n,
         "chunk_rate_hz": _mean([e.chunk_rate_hz for e in episodes
                                 if e.chunk_rate_hz is not None]),
+        "chunk_latency_ms": _percentiles([v for e in episodes for v in e.chunk_latency_ms]),
         **jerk_figures(episodes),
     }
 

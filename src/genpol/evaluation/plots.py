@@ -64,7 +64,7 @@ def plot_paths(path: str | Path, task: str, episodes: Sequence[EpisodeOutcome],
 
     if len(episodes) != len(tips):
         raise ValueError(f"{len(episodes)} episodes but {len(tips)} paths")
-    instances = [tasks.sample(task, e.seed, e.scene_seed) for e in episodes]
+    instances = [tasks.sample(task, e.seed, e.scene_seed, e.scene_spread) for e in episodes]
     layouts = _layouts(instances) or [tasks.sample(task, 0)]
     alpha = 0.85 if len(layouts) == 1 else max(0.15, 0.85 / len(layouts))
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), dpi=100)

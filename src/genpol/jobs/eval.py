@@ -26,7 +26,8 @@ from genpol.evaluation import report
 from genpol.control.timeline import switch_time
 from genpol.evaluation.metrics import (EpisodeOutcome, first_push, format_table, judge,
                                        seam_jerk)
-from genpol.evaluation.video import Clip
+from genpol.evaluation.video import Clip, paths_at
+from genpol.sim.cameras import project_front
 from genpol.launcher import Supervisor
 from genpol.sim import tasks
 
@@ -45,6 +46,7 @@ class EvalSettings:
     out: str = "eval-results"
     seed: int = 0             # sim_arm's seed: episode i starts from pose seed + 1 + i
     scene_seed: int = -1      # >= 0: one layout for every episode
+    scene_spread: float = 1.0  # reach_around: how far layouts range sideways
     executor_mode: str = ""   # empty: config/executor.yaml's mode
     videos: int = 3           # episodes recorded into the MP4
     timeout_s: float = 0.0    # 0: TIMEOUTS[task]
@@ -100,7 +102,8 @@ class EvalSettings:
 
     def launch_args(self) -> dict[str, str]:
         args = {"policy_path": str(Path(self.policy).resolve()), "task": self.task,
-                "seed": str(self.seed), "scene_seed": str(self.scene_seed)}
+                "seed": str(self.seed), "scene_seed": str(self.scene_seed),
+                "scene_spread": str(self.scene_spread)}
         return args | ({"executor_mode": self.executor_mode} if self.executor_mode else {})
 
 
@@ -205,7 +208,8 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                            f"{procs.log_dir})")
     outcome, t_end = decided
     first = rec.statuses[0]
-    inst = tasks.sample(settings.task, int(first["seed"]), first["scene_seed"])
+    inst = tasks.sample(settings.task, int(first["seed"]), first["scene_seed"],
+                        float(first.get("scene_spread", 1.0)))
     if not np.allclose(inst.target, first["target"], atol=1e-3):
         raise RuntimeError(f"episode {i}: sim_arm's target {first['target']} is not the one "
                            f"tasks.sample gives for seed {inst.seed}: are they the same genpol?")
@@ -226,21 +230,34 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
         if settings.task == tasks.REACH_AROUND:
             dist = np.linalg.norm(tips - inst.target, axis=1)
             final, closest = float(dist[-1]), float(dist.min())
-    episode = EpisodeOutcome(index=i, seed=inst.seed, scene_seed=inst.scene_seed, outcome=outcome,
+    episode = EpisodeOutcome(index=i, seed=inst.seed, scene_seed=inst.scene_seed,
+                      scene_spread=inst.spread, outcome=outcome,
                       duration_s=round(float(t_end), 3),
                       mode=tasks.mode_of(inst, q) if len(q) else "none",
                       final_distance_m=final, min_distance_m=closest, start_offset_m=offset,
                       samples=len(q), pushed_at_s=first_push(statuses),
                       mode_switched=tasks.mode_switched(inst, q),
                       seam_jerk_sq=jerk[0], seam_ticks=jerk[1], free_jerk_sq=jerk[2],
-                      free_ticks=jerk[3], chunk_rate_hz=_rate(rec, probe_t0, float(t_end)))
+                      free_ticks=jerk[3], chunk_rate_hz=_rate(rec, probe_t0, float(t_end)),
+                      chunk_latency_ms=[round((got - stamp) * 1000.0, 2)
+                                        for got, stamp, _ in rec.chunks
+                                        if got - probe_t0 <= float(t_end)])
     clip = None
     if rec.record_frames:
         label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"
         clip = Clip(rec.frames, f"{settings.task} episode {i}, seed {inst.seed}", label,
-                    rec.frame_stamps)
+                    rec.frame_stamps, _projected_paths(rec))
     trace = Trace(cmd_t - probe_t0, cmd_q, np.array(switches) - probe_t0)
     return episode, tips, clip, trace
+
+
+def _projected_paths(rec) -> list[list[np.ndarray]]:
+    """The sampled chunks' end-effector paths in each recorded front-camera frame's pixels."""
+    if not rec.frames or not rec.chunk_paths:
+        return []
+    h, w = rec.frames[0].shape[:2]
+    return [[project_front(p, w, h) for p in paths]
+            for paths in paths_at(rec.frame_stamps, rec.chunk_paths)]
 
 
 def _rate(rec, t0: float, duration: float) -> float | None:

@@ -55,6 +55,7 @@ class RecordSettings:
     out: str | Path = "demos"
     seed: int = 0                  # sim_arm's first start pose; sim_leader's mode draws
     scene_seed: int = -1           # >= 0: one object layout for every episode
+    scene_spread: float = 1.0      # reach_around: how far layouts range sideways
     mode: str = "random"           # random | alternate | a mode name
     episodes_per_start: int = 1    # > 1: each start pose recorded that many times (with
                                    #   alternate: once per mode, the same state both ways)
@@ -100,7 +101,7 @@ def _wait(what: str, predicate: Callable[[], Any], timeout: float,
 
 def launch_args(settings: RecordSettings) -> dict[str, str]:
     return {"task": settings.task, "seed": str(settings.seed),
-            "scene_seed": str(settings.scene_seed)}
+            "scene_seed": str(settings.scene_seed), "scene_spread": str(settings.scene_spread)}
 
 
 def node_params(settings: RecordSettings, out: Path) -> dict[str, dict[str, Any]]:

@@ -19,9 +19,11 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
 
 from genpol import robot, topics
 from genpol.camera.image import from_image_fields
+from genpol.nodes.markers import NAMESPACE as CHUNK_NAMESPACE
 from genpol.nodes.messages import duration_s, stamp_s
 from genpol.nodes.session import ClientNode
 
@@ -48,6 +50,9 @@ class Recording:
     # (receipt time, stamp, point times from the stamp): the commanded trajectory and its seams.
     commands: list[tuple[float, np.ndarray]] = field(default_factory=list)
     chunks: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
+    # While frames are recorded: the planner's sampled chunks as end-effector paths (receipt
+    # time, [(H, 3) per sample, the executed one first]), what RViz draws from chunk_markers.
+    chunk_paths: list[tuple[float, list[np.ndarray]]] = field(default_factory=list)
 
     def joint_path(self) -> np.ndarray:
         return np.array(self.positions).reshape(-1, len(robot.JOINT_NAMES))
@@ -72,6 +77,7 @@ class EvalProbe(ClientNode):
         if cameras:
             self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image,
                                      qos_profile_sensor_data)
+            self.create_subscription(MarkerArray, topics.CHUNK_MARKERS, self._on_markers, 10)
         for name in RESET_SERVICES:
             self.service(Trigger, topics.service(name, "reset"))
         if push_at_s > 0:  # only then is the graph not ready without it
@@ -139,6 +145,17 @@ class EvalProbe(ClientNode):
             rec = self._rec
             if rec is not None and got >= rec.t0:
                 rec.chunks.append((got, stamp_s(msg.header.stamp), times))
+
+    def _on_markers(self, msg: MarkerArray) -> None:
+        got = self.now()
+        strips = sorted((m for m in msg.markers if m.ns == CHUNK_NAMESPACE
+                         and m.action == Marker.ADD and m.type == Marker.LINE_STRIP),
+                        key=lambda m: m.id)
+        paths = [np.array([[p.x, p.y, p.z] for p in m.points]) for m in strips]
+        with self._rec_lock:
+            rec = self._rec
+            if rec is not None and rec.record_frames and got >= rec.t0 and paths:
+                rec.chunk_paths.append((got, paths))
 
     def _on_image(self, msg: Image) -> None:
         with self._rec_lock:

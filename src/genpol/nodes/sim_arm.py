@@ -47,6 +47,7 @@ class SimArmNode(Node):
         self.task_name = p["task"]
         self.seed = p["seed"]
         self.scene_seed = p["scene_seed"]  # -1: each episode draws its own layout
+        self.scene_spread = p["scene_spread"]
         # > 1: consecutive episodes share a start pose, so demonstrations can show each mode
         # from the same state (what makes p(action | state) multimodal in the data)
         self.episodes_per_start = p["episodes_per_start"]
@@ -113,7 +114,8 @@ class SimArmNode(Node):
 
     def _reset_scene(self) -> tasks.TaskInstance:
         start = -(-self.episode // self.episodes_per_start)  # episodes 1..n: seed + 1, ...
-        inst = self.sim.reset(self.seed + start, self.task_name, self.scene_seed)
+        inst = self.sim.reset(self.seed + start, self.task_name, self.scene_seed,
+                              self.scene_spread)
         q = self.sim.joint_positions()
         for name, follower in self.followers.items():
             follower.reset(q[self._columns[name]])
@@ -151,6 +153,7 @@ class SimArmNode(Node):
         inst = self.sim.task
         assert inst is not None  # the constructor resets the simulator into its first episode
         status = {"task": inst.name, "seed": inst.seed, "scene_seed": inst.scene_seed,
+                  "scene_spread": inst.spread,
                   "episode": self.episode, "time_s": round(self.sim.time, 3),
                   "success": tasks.success(self.sim), "collided": self.sim.collided,
                   "target": inst.target.round(4).tolist(), "pushes": self.pushes,

@@ -80,6 +80,7 @@ class SimLeaderNode(Node):
             episode = int(status["episode"])
             task, seed = status["task"], int(status["seed"])
             scene_seed = status.get("scene_seed")
+            spread = float(status.get("scene_spread", 1.0))
         except (ValueError, KeyError, TypeError) as exc:
             self.get_logger().warning(f"unreadable sim_arm status: {exc}",
                                       throttle_duration_sec=5.0)
@@ -87,7 +88,7 @@ class SimLeaderNode(Node):
         if episode == self.episode:
             return
         try:
-            inst = tasks.sample(task, seed, scene_seed)
+            inst = tasks.sample(task, seed, scene_seed, spread)
             mode = self._pick_mode(task, episode)
             plan = tasks.expert(inst, mode, self.rng)
         except (ValueError, AssertionError) as exc:

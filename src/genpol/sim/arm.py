@@ -62,10 +62,10 @@ class ArmSim:
 
     # ------------------------------------------------------------------ state and control
     def reset(self, seed: int = 0, task: str = tasks.REACH_AROUND,
-              scene_seed: int | None = None) -> tasks.TaskInstance:
+              scene_seed: int | None = None, spread: float = 1.0) -> tasks.TaskInstance:
         """Place the arm and objects for `task` as drawn from `seed` (same seed, same scene);
         with scene_seed, the objects come from scene_seed and only the start pose from seed."""
-        inst = tasks.sample(task, seed, scene_seed)
+        inst = tasks.sample(task, seed, scene_seed, spread)
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         d.qpos[self._qadr] = inst.q_start

@@ -9,11 +9,11 @@ off: software rendering on a small CPU budget matters more than looks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 
 from genpol.sim import gl
+from genpol.sim.cameras import FRONT_AT, FRONT_EYE, FRONT_FOVY_DEG, lookat_xyaxes
 
 gl.configure()
 import mujoco  # noqa: E402  (after gl.configure: MuJoCo reads MUJOCO_GL at import)
@@ -37,16 +37,6 @@ WRIST_CAMERA = "wrist"
 CAMERAS = (FRONT_CAMERA, WRIST_CAMERA)
 
 
-def lookat_xyaxes(eye: Sequence[float], target: Sequence[float],
-                  up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
-    """MJCF camera `xyaxes` (image right, image up) for a camera at eye looking at target."""
-    forward = np.asarray(target, float) - np.asarray(eye, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    return np.concatenate([right, np.cross(right, forward)])
-
-
 def _v(values) -> str:
     return " ".join(f"{float(v):.6g}" for v in values)
 
@@ -68,7 +58,6 @@ def scene_xml(timestep: float = TIMESTEP) -> str:
     """The scene's MJCF. Everything a task moves starts parked; tasks.py places it on reset."""
     if timestep > 0.002:
         raise ValueError("physics timestep must be <= 2 ms (>= 500 Hz)")
-    front_eye, front_at = (0.56, 0.0, 0.40), (0.16, 0.0, 0.07)
     # Wrist camera at the front of the gripper housing, above the jaws, looking along them
     # (gripper +x) tilted 25 degrees towards them; MuJoCo cameras look along -z with +y up.
     tilt = np.deg2rad(25.0)
@@ -99,8 +88,8 @@ def scene_xml(timestep: float = TIMESTEP) -> str:
            diffuse="0.6 0.6 0.6" castshadow="false"/>
     <geom name="table" type="box" pos="{_v(TABLE_CENTRE)} {-TABLE_HALF[2]}"
           size="{_v(TABLE_HALF)}" rgba="0.72 0.65 0.55 1" contype="1" conaffinity="1"/>
-    <camera name="{FRONT_CAMERA}" pos="{_v(front_eye)}"
-            xyaxes="{_v(lookat_xyaxes(front_eye, front_at))}" fovy="55"/>
+    <camera name="{FRONT_CAMERA}" pos="{_v(FRONT_EYE)}"
+            xyaxes="{_v(lookat_xyaxes(FRONT_EYE, FRONT_AT))}" fovy="{FRONT_FOVY_DEG:g}"/>
 {parts.body}
     <body name="cube" pos="{_v(PARKED + [0, 0, 0.05])}">
       <freejoint name="cube"/>

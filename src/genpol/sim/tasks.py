@@ -40,6 +40,7 @@ PARKED = np.array([0.15, 0.0, -0.30])
 GRIPPER_OPEN = 1.0
 GRIPPER_CLOSED = 0.0  # commanded below the cube's width: the servo squeezes
 REACH_TOLERANCE = 0.02  # m, tip to target
+SPREAD_MAX = 4.0  # reach_around's layouts stay within the arm's reach and the front camera's view
 _NOMINAL = np.array([0.0, -0.6, 1.2, 1.0, 0.0, 0.2])  # IK seed: elbow up, gripper down-forward
 
 
@@ -56,6 +57,7 @@ class TaskInstance:
     cube_yaw: float
     bin: np.ndarray       # (3,) bin floor centre
     scene_seed: int | None = None  # the layout's own seed, if it was fixed apart from `seed`
+    spread: float = 1.0            # how far the layouts range sideways (sample's `spread`)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,14 +80,20 @@ class ExpertPlan:
         return np.array([np.interp(t, self.times, self.positions[:, j]) for j in range(6)])
 
 
-def sample(task: str, seed: int, scene_seed: int | None = None) -> TaskInstance:
+def sample(task: str, seed: int, scene_seed: int | None = None,
+           spread: float = 1.0) -> TaskInstance:
     """The scene for (task, seed): start pose and object placements, identical every time.
 
     scene_seed: draw the object placements from this seed instead, so that episodes share one
     layout and differ in their start pose (what a policy that sees only joint states can learn).
+    spread: reach_around's sideways ranges (the post's and the target's offset from it) times
+    this. At 1 a policy blind to the scene can still reach most targets (they lie within a few
+    cm of each other); at 3 the target ranges over 20 cm, so only a policy that sees it can.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+    if not 0.0 <= spread <= SPREAD_MAX:
+        raise ValueError(f"scene spread must be in [0, {SPREAD_MAX:g}], got {spread}")
     rng = np.random.default_rng([int(seed), TASKS.index(task)])
     start_tip = np.array([rng.uniform(0.16, 0.18), rng.uniform(-0.03, 0.03),
                           rng.uniform(0.07, 0.09)])
@@ -96,9 +104,11 @@ def sample(task: str, seed: int, scene_seed: int | None = None) -> TaskInstance:
         rng = np.random.default_rng([int(scene_seed), TASKS.index(task), 1])
     target, obstacle, cube, bin_, yaw = PARKED, PARKED, PARKED.copy(), PARKED, 0.0
     if task == REACH_AROUND:
-        obstacle = np.array([rng.uniform(0.215, 0.235), rng.uniform(-0.015, 0.015), 0.0])
+        obstacle = np.array([rng.uniform(0.215, 0.235),
+                             rng.uniform(-0.015 * spread, 0.015 * spread), 0.0])
         target = np.array([obstacle[0] + rng.uniform(0.075, 0.09),
-                           obstacle[1] + rng.uniform(-0.02, 0.02), rng.uniform(0.04, 0.06)])
+                           obstacle[1] + rng.uniform(-0.02 * spread, 0.02 * spread),
+                           rng.uniform(0.04, 0.06)])
         cube[2] += 0.01 + CUBE_HALF  # resting in the parked bin
     else:
         q_start[5] = 0.0
@@ -109,7 +119,8 @@ def sample(task: str, seed: int, scene_seed: int | None = None) -> TaskInstance:
         b_radius, b_angle = rng.uniform(0.17, 0.20), side * rng.uniform(1.0, 1.25)
         bin_ = np.array([b_radius * np.cos(b_angle), b_radius * np.sin(b_angle), 0.0])
     return TaskInstance(task, int(seed), q_start, target, obstacle, cube, float(yaw), bin_,
-                        None if scene_seed is None or scene_seed < 0 else int(scene_seed))
+                        None if scene_seed is None or scene_seed < 0 else int(scene_seed),
+                        float(spread))
 
 
 # ----------------------------------------------------------------------------- path building
