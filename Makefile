@@ -1,10 +1,10 @@
-# make demo [FAMILY=flow] | make test | make bench-<name>; each sets up .venv first if needed.
+# make demo [FAMILY=flow] | make demo-vision | make test | make bench-<name>; each sets up .venv first if needed.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpol-setup
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test lint bench-multimodal bench-planner bench-executor bench-execution clean
+.PHONY: setup demo demo-vision test lint bench-multimodal bench-planner bench-executor bench-execution clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,9 @@ $(STAMP): tools/setup.sh setup.py package.xml requirements/ros-wheels.txt requir
 
 demo: setup
 	$(BIN)/genpol demo --family $(or $(FAMILY),flow) $(if $(OUT),--out $(OUT))
+
+demo-vision: setup
+	$(BIN)/genpol demo --vision --family $(or $(FAMILY),flow) $(if $(OUT),--out $(OUT))
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

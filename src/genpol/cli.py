@@ -151,12 +151,20 @@ def _guarded(name: str, fn, /, *args, **kwargs) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import shlex
+
     from genpol.jobs import demo
+
+    if args.no_cameras and not args.vision:
+        raise SystemExit("genpol demo: --no-cameras is the vision demo's blind control; use it "
+                         "with --vision (the plain demo's policy sees joint states only already)")
 
     print("genpol demo: record demonstrations in simulation -> LeRobot v3 dataset -> train -> "
           "closed-loop evaluation through the ROS graph\n", flush=True)
-    return _guarded("demo", demo.run, args.family, out=args.out or "demo-output",
-                    progress=not args.no_progress)
+    return _guarded("demo", demo.run, args.family,
+                    out=args.out or ("demo-output-vision" if args.vision else "demo-output"),
+                    progress=not args.no_progress, vision=args.vision,
+                    cameras=not args.no_cameras, command=shlex.join(["genpol", *sys.argv[1:]]))
 
 
 def cmd_bringup(args: argparse.Namespace) -> int:
@@ -188,7 +196,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     settings = EvalSettings(
         policy=args.policy, task=args.task, episodes=args.episodes, out=args.out,
-        seed=args.seed, scene_seed=args.scene_seed, executor_mode=args.executor_mode or "",
+        seed=args.seed, scene_seed=args.scene_seed, scene_spread=args.scene_spread,
+        executor_mode=args.executor_mode or "",
         videos=args.videos, timeout_s=args.timeout_s or 0.0, hold_s=args.hold_s,
         push_at_s=args.push_at, progress=not args.no_progress, params=_node_params(args.param))
     return _guarded("eval", run, settings, command=shlex.join(["genpol", *sys.argv[1:]]))
@@ -202,7 +211,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     from genpol.jobs.record import RecordSettings, record_sim
 
     settings = RecordSettings(task=args.task, episodes=args.episodes, out=args.out,
-                              seed=args.seed, scene_seed=args.scene_seed, mode=args.mode,
+                              seed=args.seed, scene_seed=args.scene_seed,
+                              scene_spread=args.scene_spread, mode=args.mode,
                               episodes_per_start=args.episodes_per_start,
                               cameras=not args.no_cameras, settle_s=args.settle_s,
                               backend=args.backend, progress=not args.no_progress,
@@ -271,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bringup.launch.py`; arguments as name:=value.")
     g.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
                    help="sim, policy_path, executor_mode, rviz, use_mock_hardware, task, "
-                        "seed, scene_seed")
+                        "seed, scene_seed, scene_spread")
     g.add_argument("--duration", type=float, help="stop after this many seconds")
     g.set_defaults(func=cmd_bringup)
 
@@ -287,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim_arm seed: episode i starts from the pose of seed + 1 + i")
     e.add_argument("--scene-seed", type=int, default=-1,
                    help=">= 0: one object layout for every episode (-1: one per episode)")
+    e.add_argument("--scene-spread", type=float, default=1.0,
+                   help="reach_around: how far layouts range sideways (3: only a policy that "
+                        "sees the scene reaches the target)")
     e.add_argument("--executor-mode", help="continue, ensemble, latest or average "
                                            "(default: config/executor.yaml)")
     e.add_argument("--videos", type=int, default=3, help="episodes recorded into the MP4")
@@ -314,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim_arm's first start pose, and the experts' mode draws")
     r.add_argument("--scene-seed", type=int, default=-1,
                    help=">= 0: one object layout for every episode (-1: one per episode)")
+    r.add_argument("--scene-spread", type=float, default=1.0,
+                   help="reach_around: how far layouts range sideways (3: only a policy that "
+                        "sees the scene reaches the target)")
     r.add_argument("--mode", default="random",
                    help="random (50/50), alternate, or one mode (left, right, top, front)")
     r.add_argument("--episodes-per-start", type=int, default=1,
@@ -355,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "recorder, builds a LeRobot v3 dataset, trains a policy and "
                                    "evaluates it closed-loop (settings: config/demo.yaml).")
     m.add_argument("--family", default="flow", help="policy family (default flow)")
+    m.add_argument("--vision", action="store_true",
+                   help="layouts that vary per episode and a policy that sees the front camera "
+                        "(config/demo_vision.yaml), then the same recipe blind as the control")
+    m.add_argument("--no-cameras", action="store_true",
+                   help="with --vision: train and evaluate only the blind control")
     m.add_argument("--out", help="output folder (default demo-output)")
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=cmd_demo)

@@ -45,6 +45,14 @@ def run_meta(command: str | None = None) -> dict[str, Any]:
     }
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (the graph's node processes)."""
+    import resource
+
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def latency_stats(ms: Sequence[float]) -> dict[str, float]:
     """p50, p99, mean, min and max of a list of durations in milliseconds."""
     a = np.asarray(ms, dtype=float)

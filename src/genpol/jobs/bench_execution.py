@@ -5,7 +5,6 @@ push. The cells and targets are genpol.bench.execution's; this module runs them.
 
 from __future__ import annotations
 
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from genpol.bench import execution as bench
-from genpol.bench.common import run_meta, write_results
+from genpol.bench.common import cpu_seconds, run_meta, write_results
 
 FAMILIES = ("flow", "diffusion", "cvae", "binned")
 ALL_STRATEGIES = tuple(s.name for s in bench.STRATEGIES)
@@ -23,12 +22,6 @@ ALL_STRATEGIES = tuple(s.name for s in bench.STRATEGIES)
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(f"[bench execution] {text}", flush=True)
-
-
-def _cpu_s() -> float:
-    """CPU seconds of this process and its reaped children (the graph's node processes)."""
-    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _dataset(out: Path, preset: dict, episodes: int, progress: bool) -> Path:
@@ -118,7 +111,7 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
     out = Path(out or "bench-results/execution")
     out.mkdir(parents=True, exist_ok=True)
     meta = run_meta(command)
-    wall0, cpu0 = time.perf_counter(), _cpu_s()
+    wall0, cpu0 = time.perf_counter(), cpu_seconds()
     policies = dict(policies or {})
     dataset = None
     if any(f not in policies for f in families):
@@ -156,7 +149,7 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
             planner = {"num_samples": s.num_samples, "inference_rate_hz": s.rate_hz,
                        "sampling_steps": s.sampling_steps,
                        "chunking": s.chunking, "added_delay_s": delay}
-            t0, c0 = time.perf_counter(), _cpu_s()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             res = evaluate(EvalSettings(
                 policy=str(policy_dir), task=preset["task"], episodes=episodes,
                 out=str(cell_dir), seed=preset["eval"]["seed"], scene_seed=preset["scene_seed"],
@@ -168,7 +161,7 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
                    "executor_mode": s.executor_mode,
                    "delay_s": delay, "push": pushed, "episodes": episodes,
                    "figures": res["figures"], "wall_s": round(time.perf_counter() - t0, 1),
-                   "cpu_s": round(_cpu_s() - c0, 1), "dir": str(cell_dir)}
+                   "cpu_s": round(cpu_seconds() - c0, 1), "dir": str(cell_dir)}
             rows.append(row)
             f = res["figures"]
             _say(progress, f"{family} {cell}: {f['chunk_rate_hz'] or 0:.1f} chunks/s, success "
@@ -188,7 +181,7 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
                  "sampling_latency": rates, "push_at_s": bench.PUSH_AT_S,
                  "task": preset["task"], "scene_seed": preset["scene_seed"],
                  "wall_seconds": round(time.perf_counter() - wall0, 1),
-                 "cpu_seconds": round(_cpu_s() - cpu0, 1)})
+                 "cpu_seconds": round(cpu_seconds() - cpu0, 1)})
     results = {"_meta": meta, "targets": bench.targets(rows, families[0] if quick else "flow"),
                "results": rows, "files": files}
     write_results(out, results)

@@ -15,16 +15,18 @@ from typing import Any
 
 import yaml
 
-PRESET = Path(__file__).resolve().parents[3] / "config" / "demo.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "config"
+PRESET = CONFIG / "demo.yaml"
+VISION_PRESET = CONFIG / "demo_vision.yaml"
 
 
-def load_preset(path: Path | None = None) -> dict[str, Any]:
+def load_preset(path: Path | None = None, vision: bool = False) -> dict[str, Any]:
     if path is None:
-        path = PRESET
+        path = VISION_PRESET if vision else PRESET
         if not path.is_file():  # an installed package: share/genpol/config
             from genpol.graph import config_dir
 
-            path = config_dir() / "demo.yaml"
+            path = config_dir() / path.name
     return yaml.safe_load(Path(path).read_text())
 
 
@@ -41,7 +43,8 @@ def record_settings(p: dict[str, Any], bags: Path, progress: bool,
 
     rec = p["record"]
     return RecordSettings(task=p["task"], episodes=episodes or rec["episodes"], out=bags,
-                          seed=rec["seed"], scene_seed=p["scene_seed"], mode=rec["mode"],
+                          seed=rec["seed"], scene_seed=p["scene_seed"],
+                          scene_spread=p.get("scene_spread", 1.0), mode=rec["mode"],
                           episodes_per_start=rec.get("episodes_per_start", 1), progress=progress)
 
 
@@ -56,15 +59,18 @@ def build(p: dict[str, Any], bags: Path, dataset: Path, progress: bool):
 
 
 def train_policy(p: dict[str, Any], family: str, dataset: Path, out_dir: Path, progress: bool,
-                 steps: int | None = None):
-    """A joint-state `family` policy with the preset's training settings (`genpol train`)."""
+                 steps: int | None = None, cameras: list[str] | None = None):
+    """A `family` policy with the preset's training settings (`genpol train`), on the preset's
+    `cameras` and joint states (`cameras` given: on those instead; [] is joint states only)."""
     from genpol import presets
     from genpol.data.sources import load_chunks
     from genpol.train import TrainConfig, config_for_data, train
 
     tr = p["train"]
+    cams = list(p.get("cameras") or []) if cameras is None else list(cameras)
     data = load_chunks(dataset)
-    config = config_for_data(family, data, cameras=[], **presets.policy(family))
+    config = config_for_data(family, data, cameras=cams,
+                             **(presets.policy(family) | (p.get("policy") or {})))
     tcfg = TrainConfig(steps=steps or tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
                        device="auto", progress=progress)
     return train(config, data, tcfg, out_dir=out_dir)
@@ -74,24 +80,38 @@ def _banner(index: int, total: int, text: str) -> None:
     print(f"\n=== [demo {index}/{total}] {text}", flush=True)
 
 
+# issue 11's targets for the vision demo
+VISION_SUCCESS_MIN, VISION_ENTROPY_MIN, BLIND_SUCCESS_MAX, LATENCY_P99_MAX_MS = 0.9, 0.8, 0.5, 120.0
+
+
 def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | None = None,
-        progress: bool = True) -> dict[str, Any]:
-    """Run every stage into `out`; returns the summary also written to out/results.json."""
+        progress: bool = True, vision: bool = False, cameras: bool = True,
+        command: str | None = None) -> dict[str, Any]:
+    """Run every stage into `out`; returns the summary also written to out/results.json.
+
+    vision: config/demo_vision.yaml (layouts that vary, a policy that sees the front camera)
+    and, unless `cameras` is false, the same recipe trained blind as the control. cameras
+    false: only the blind policy."""
     from genpol import presets
-    from genpol.jobs.eval import EvalSettings
-    from genpol.jobs.eval import run as evaluate
+    from genpol.bench.common import cpu_seconds, run_meta
     from genpol.jobs.record import record_sim
 
-    p = preset or load_preset()
+    p = preset or load_preset(vision=vision)
     if family not in presets.families():
         raise ValueError(f"FAMILY={family!r} has no demo settings; choose from "
                          f"{sorted(presets.families())}")
+    meta = run_meta(command)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bags, dataset, policy_dir, eval_dir = (out / "recordings", out / "dataset",
-                                           out / f"policy_{family}", out / "eval")
+    bags, dataset = out / "recordings", out / "dataset"
+    seeing = bool(p.get("cameras")) and cameras
+    # (suffix, cameras: None = the preset's)
+    runs: list[tuple[str, list[str] | None]] = [("", None if seeing else [])]
+    if vision and seeing:
+        runs.append(("_blind", []))  # the control: the same recipe, joint states only
+    total = 2 + 2 * len(runs)
     stages: list[Stage] = []
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), cpu_seconds()
 
     def timed(stage: Stage, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -101,41 +121,97 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
         return result
 
     rec = p["record"]
-    _banner(1, 4, f"record {rec['episodes']} scripted {p['task']} demonstrations through the "
-                  "recorder (rosbag2 MCAP, one bag per episode)")
+    _banner(1, total, f"record {rec['episodes']} scripted {p['task']} demonstrations through "
+                      "the recorder (rosbag2 MCAP, one bag per episode)")
     if bags.exists():
         import shutil
 
         shutil.rmtree(bags)  # a fresh recording: episodes of an earlier run would mix in
     timed(Stage("record"), record_sim, record_settings(p, bags, progress))
 
-    _banner(2, 4, f"build a LeRobot v3.0 dataset at {p['dataset']['fps']:g} fps")
+    _banner(2, total, f"build a LeRobot v3.0 dataset at {p['dataset']['fps']:g} fps")
     report = timed(Stage("dataset"), build, p, bags, dataset, progress)
 
-    _banner(3, 4, f"train a {family} policy for {p['train']['steps']} steps on {report.frames} "
-                  "frames")
-    timed(Stage("train"), train_policy, p, family, dataset, policy_dir, progress)
+    evals: dict[str, dict[str, Any]] = {}
+    files: dict[str, str] = {}
+    for k, (suffix, cams) in enumerate(runs):
+        sees = cams is None
+        what = (f"{family} policy on {', '.join(p['cameras'])} camera + joint states" if sees
+                else f"{family} policy on joint states only" + (" (the control)" if suffix
+                                                                 else ""))
+        policy_dir = out / f"policy_{family}{suffix}"
+        _banner(3 + 2 * k, total, f"train a {what} for {p['train']['steps']} steps on "
+                                  f"{report.frames} frames")
+        timed(Stage("train" + suffix), train_policy, p, family, dataset, policy_dir, progress,
+              cameras=cams)
+        ev = p["eval"]
+        _banner(4 + 2 * k, total, f"evaluate closed-loop: {ev['episodes']} episodes through the "
+                                  f"bringup graph (sim_arm + planner + executor, "
+                                  f"{ev['executor_mode']})")
+        results = timed(Stage("eval" + suffix), evaluate, p, policy_dir, out / f"eval{suffix}",
+                        progress)
+        evals["vision" if sees and vision else "blind" if suffix or vision else "main"] = results
+        files.update({f"{key}{suffix}": path for key, path in results["files"].items()})
+        files[f"policy{suffix}"] = str(policy_dir)
+    files["recordings"] = str(bags)
 
-    ev = p["eval"]
-    _banner(4, 4, f"evaluate closed-loop: {ev['episodes']} episodes through the bringup graph "
-                  f"(sim_arm + planner + executor, {ev['executor_mode']})")
-    results = timed(Stage("eval"), evaluate, EvalSettings(
-        policy=str(policy_dir), task=p["task"], episodes=ev["episodes"], out=str(eval_dir),
-        seed=ev["seed"], scene_seed=p["scene_seed"], executor_mode=ev["executor_mode"],
-        videos=ev["videos"], progress=progress, params=ev.get("params") or {}))
-
-    summary = {
-        "family": family, "task": p["task"], "figures": results["figures"],
+    main = next(iter(evals.values()))
+    summary: dict[str, Any] = {
+        "family": family, "task": p["task"], "figures": main["figures"],
         "stages_s": {s.name: round(s.seconds, 1) for s in stages},
         "wall_seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(cpu_seconds() - cpu0, 1),
         "dataset": {"episodes": report.episodes, "frames": report.frames, "path": str(dataset)},
-        "files": {**results["files"], "policy": str(policy_dir), "recordings": str(bags)},
-        "preset": p,
+        "files": files, "preset": p, **meta,
     }
+    if "blind" in evals and "vision" in evals:
+        summary["control_figures"] = evals["blind"]["figures"]
+    if vision:
+        summary["planning_rate_hz"] = main["figures"].get("chunk_rate_hz")
+        summary["targets"] = vision_targets(evals)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     print()
     print(format_summary(summary))
     return summary
+
+
+def evaluate(p: dict[str, Any], policy_dir: Path, out: Path, progress: bool) -> dict[str, Any]:
+    """The preset's closed-loop evaluation of one policy (`genpol eval`)."""
+    from genpol.jobs.eval import EvalSettings
+    from genpol.jobs.eval import run as run_eval
+
+    ev = p["eval"]
+    return run_eval(EvalSettings(
+        policy=str(policy_dir), task=p["task"], episodes=ev["episodes"], out=str(out),
+        seed=ev["seed"], scene_seed=p["scene_seed"], scene_spread=p.get("scene_spread", 1.0),
+        executor_mode=ev["executor_mode"], videos=ev["videos"], progress=progress,
+        params=ev.get("params") or {}))
+
+
+def _target(value: Any, threshold: str, met: bool) -> dict[str, Any]:
+    return {"value": value, "threshold": threshold, "met": bool(met)}
+
+
+def vision_targets(evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One entry per target of issue 11; a run that was not made is reported unmet."""
+    out: dict[str, Any] = {}
+    f = evals.get("vision", {}).get("figures")
+    success = f["success_rate"] if f else None
+    entropy = f["mode_entropy"] if f else None
+    out["vision_success"] = _target(success, f">= {VISION_SUCCESS_MIN}",
+                                    success is not None and success >= VISION_SUCCESS_MIN)
+    out["vision_mode_entropy"] = _target(entropy, f">= {VISION_ENTROPY_MIN}",
+                                         entropy is not None and entropy >= VISION_ENTROPY_MIN)
+    latency = (f.get("chunk_latency_ms") or {}).get("p99") if f else None
+    out["vision_planner_latency_p99_ms"] = _target(
+        latency, f"<= {LATENCY_P99_MAX_MS:g} (observation to chunk, at "
+                 f"{(f or {}).get('chunk_rate_hz') or 0:.1f} chunks/s)",
+        latency is not None and latency <= LATENCY_P99_MAX_MS)
+    b = evals.get("blind", {}).get("figures")
+    blind = b["success_rate"] if b else None
+    out["blind_success"] = _target(blind, f"<= {BLIND_SUCCESS_MAX}",
+                                   blind is not None and blind <= BLIND_SUCCESS_MAX)
+    return out
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -154,6 +230,15 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  wall time         {s['wall_seconds']:.0f} s",
         "",
     ]
+    if "control_figures" in s:
+        c = s["control_figures"]
+        lines[2:2] = [f"  blind control     success {c['success_rate']:.2f}, mode entropy "
+                      f"{c['mode_entropy']:.2f} (the same recipe on joint states only)"]
+    for name, t in s.get("targets", {}).items():
+        lines.append(f"  {name:<30} {t['value']!s:<22.22} {t['threshold']:<24} "
+                     f"{'met' if t['met'] else 'NOT met'}")
+    if s.get("targets"):
+        lines.append("")
     for key, path in s["files"].items():
         lines.append(f"  {key:<17} {path}")
     return "\n".join(lines)

@@ -56,6 +56,8 @@ def config_from_dict(d: dict[str, Any]) -> PolicyConfig:
     family = d.pop("family", None)
     if family is None:
         raise ConfigError("policy config has no 'family' key; add e.g. family: flow")
+    if d.get("cameras") and "image_pool" not in d:
+        d["image_pool"] = "mean"  # a checkpoint from before image_pool existed averaged its maps
     return make_config(family, **d)
 
 

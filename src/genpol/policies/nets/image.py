@@ -76,12 +76,34 @@ class ImageBackbone(nn.Module):
     std: torch.Tensor
     """Normalises [0, 1] RGB with ImageNet statistics, then runs the chosen encoder."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, width: int = 32):
         super().__init__()
-        self.net: ResNet18 | SmallCNN = ResNet18() if kind == "resnet18" else SmallCNN()
+        self.net: ResNet18 | SmallCNN = ResNet18() if kind == "resnet18" else SmallCNN(width)
         self.out_channels = self.net.out_channels
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+
+class SpatialSoftmax(nn.Module):
+    """Feature map (B, C, h, w) -> (B, 2K): where each of K learned keypoints is, as the
+    softmax-weighted mean of the grid's coordinates in [-1, 1] (Levine et al. 2016, as Diffusion
+    Policy pools its ResNet). Averaging the map instead keeps what is seen but not where, and
+    where the target is is what a reaching policy needs."""
+
+    def __init__(self, channels: int, keypoints: int = 32):
+        super().__init__()
+        self.keypoints = nn.Conv2d(channels, keypoints, 1)
+        self.out_dim = 2 * keypoints
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = fmap.shape
+        attention = torch.softmax(self.keypoints(fmap).flatten(2), dim=-1)  # (B, K, h*w)
+        ys = torch.linspace(-1.0, 1.0, h, device=fmap.device, dtype=fmap.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=fmap.device, dtype=fmap.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        x = (attention * grid_x.reshape(1, 1, -1)).sum(-1)
+        y = (attention * grid_y.reshape(1, 1, -1)).sum(-1)
+        return torch.cat([x, y], dim=-1).reshape(b, -1)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from genpol.policies.config import PolicyConfig
-from genpol.policies.nets.image import ImageBackbone
+from genpol.policies.nets.image import ImageBackbone, SpatialSoftmax
 from genpol.policies.nets.mlp import mlp
 
 
@@ -24,11 +24,17 @@ class ObservationEncoder(nn.Module):
         self.cameras = list(config.cameras)
         d = config.hidden_dim
         self.state_proj = nn.Linear(config.state_dim, d)
-        backbones = {name: ImageBackbone(config.image_encoder) for name in self.cameras}
+        backbones = {name: ImageBackbone(config.image_encoder, config.cnn_width)
+                     for name in self.cameras}
         self.backbones = nn.ModuleDict(backbones)
-        self.image_proj = nn.ModuleDict(
-            {name: nn.Linear(bb.out_channels, d) for name, bb in backbones.items()})
         self.out_dim = d
+        pools: dict[str, SpatialSoftmax] = {}
+        if mode == "vector" and config.image_pool == "spatial_softmax":
+            pools = {name: SpatialSoftmax(bb.out_channels) for name, bb in backbones.items()}
+        self.pools = nn.ModuleDict(pools)
+        self.image_proj = nn.ModuleDict(
+            {name: nn.Linear(pools[name].out_dim if name in pools else bb.out_channels, d)
+             for name, bb in backbones.items()})
         if mode == "vector":
             self.fuse = mlp(d * (1 + len(self.cameras)), d, d, layers=2)
         else:
@@ -46,7 +52,8 @@ class ObservationEncoder(nn.Module):
             parts = [state_feat]
             for name in self.cameras:
                 fmap = self.backbones[name](obs["images"][name])
-                parts.append(self.image_proj[name](fmap.mean(dim=(2, 3))))
+                pooled = self.pools[name](fmap) if name in self.pools else fmap.mean(dim=(2, 3))
+                parts.append(self.image_proj[name](pooled))
             return self.fuse(torch.cat(parts, dim=-1))
         tokens = [state_feat.unsqueeze(1)]
         for name in self.cameras:
