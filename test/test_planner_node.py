@@ -254,3 +254,32 @@ def test_rtc_chunks_continue_the_last_one_on_the_timeline(ros, tmp_path):
         msgs = chunks.messages
         gaps = [agreement(a, b)[1] for a, b in zip(msgs, msgs[1:], strict=False)]
         assert max(gaps) > 1e-3, "free samples happened to equal the last chunk"
+
+
+def test_a_slow_planner_plans_as_soon_as_the_first_state_comes(ros, checkpoints):
+    """At 0.2 Hz, attempts with nothing to plan on must not use up the period: the first chunk
+    follows the first joint state within a fraction of it, not up to 5 s later."""
+    node = PlannerNode(parameter_overrides=[
+        Parameter("policy_path", value=checkpoints["good"]), Parameter("num_samples", value=2),
+        Parameter("inference_rate_hz", value=0.2), Parameter("cpu_threads", value=0),
+        Parameter("camera_topics", value=["none=/unused"])])
+    probe = rclpy.create_node("probe")
+    chunks = TopicCollector(probe, JointTrajectory, "/genpol/action_chunk")
+    state_pub = probe.create_publisher(JointState, "/joint_states", 10)
+    first: list[float] = []
+
+    def publish_state():
+        msg = JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in HOME])
+        msg.header.stamp = probe.get_clock().now().to_msg()
+        if not first:
+            first.append(time.monotonic())
+        state_pub.publish(msg)
+
+    with spinning(node, probe):
+        assert wait_for(lambda: node.holder.policy is not None, timeout=10)
+        time.sleep(0.5)  # the planner tries, with no state yet
+        probe.create_timer(0.02, publish_state)
+        assert chunks.wait(1, timeout=5)
+        assert time.monotonic() - first[0] < 1.0, "the first chunk waited for the next period"
+        time.sleep(1.0)
+        assert len(chunks) == 1  # and the limit still holds after it

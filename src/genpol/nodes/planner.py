@@ -192,20 +192,29 @@ class PlannerNode(Node):
 
     # ---- inference thread ---------------------------------------------------------------------
     def _loop(self) -> None:
+        # The rate limit counts planned chunks only: an attempt with nothing to plan on (right
+        # after a reset, before the first state or image) must not cost a whole period, or a
+        # 1 Hz planner leaves the arm standing for a second at every episode's start.
         next_time = time.monotonic()
         while not self._stop.is_set() and rclpy.ok(context=self.context):
             if self.inference_rate_hz > 0:
                 delay = next_time - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                next_time = max(next_time + 1.0 / self.inference_rate_hz, time.monotonic())
+                    continue
+            started = time.monotonic()
             try:
                 planned = self._plan_once()
             except Exception:
                 if not rclpy.ok(context=self.context):
                     return  # Ctrl-C shut the context down mid-publish: just stop
                 raise
-            if not planned:
+            if planned and self.inference_rate_hz > 0:
+                period = 1.0 / self.inference_rate_hz
+                # on time: keep the cadence; more than a period late: start it again from now
+                next_time = next_time + period if started - next_time <= period else \
+                    started + period
+            elif not planned:
                 self._stop.wait(0.005)
 
     def _plan_once(self) -> bool:
