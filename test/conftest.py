@@ -5,14 +5,28 @@ run, LOCALHOST discovery, a private ROS_LOG_DIR), set in os.environ before any r
 in-process nodes and child processes (`ros2 launch`, `genpol bringup`) alike see it. `ros` (per
 test): rclpy initialised on the default context and shut down after. Helpers for spinning and
 collecting topics are in ros_helpers.py. `reach_policy` (session): a small flow policy trained on
-scripted reach_around demonstrations, for the closed-loop tests.
+scripted reach_around demonstrations, for the closed-loop tests. `frame_cache` (session, always):
+decoded video frames are cached in a directory of the run.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def frame_cache(tmp_path_factory):
+    """Decoded video frames go to a directory of this run, not the user's ~/.cache."""
+    old = os.environ.get("GENPOL_CACHE_DIR")
+    os.environ["GENPOL_CACHE_DIR"] = str(tmp_path_factory.mktemp("frame_cache"))
+    yield os.environ["GENPOL_CACHE_DIR"]
+    if old is None:
+        os.environ.pop("GENPOL_CACHE_DIR", None)
+    else:
+        os.environ["GENPOL_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="session")

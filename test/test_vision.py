@@ -54,6 +54,22 @@ def test_random_shift_moves_each_image_by_its_own_whole_pixel_offset():
     assert torch.equal(random_shift(img, 0, torch.Generator()), img)
 
 
+def test_a_shifted_batch_keeps_its_labels():
+    from genpol.data.arrays import ChunkData
+    from genpol.train import _batch, _to_tensors
+
+    rng = np.random.default_rng(0)
+    data = ChunkData(rng.standard_normal((10, 2)).astype(np.float32),
+                     rng.standard_normal((10, 4, 2)).astype(np.float32), joint_names=["a", "b"],
+                     fps=10.0, images={"front": rng.integers(0, 255, (10, 16, 16, 3), np.uint8)})
+    t = _to_tensors(data, torch.device("cpu"), True)
+    plain = _batch(t, 8, torch.Generator().manual_seed(3), torch.device("cpu"), 0)
+    shifted = _batch(t, 8, torch.Generator().manual_seed(3), torch.device("cpu"), 4)
+    assert torch.equal(plain["state"], shifted["state"])
+    assert torch.equal(plain["action"], shifted["action"])
+    assert not torch.equal(plain["images"]["front"], shifted["images"]["front"])
+
+
 def test_paths_are_drawn_from_the_latest_set_received_by_each_frame():
     a, b = [np.zeros((3, 2))], [np.ones((3, 2)), np.ones((3, 2))]
     got = paths_at([0.0, 1.0, 1.5, 3.0], [(0.5, a), (2.0, b)])
@@ -122,3 +138,62 @@ def test_the_evaluator_projects_each_frames_latest_chunks_into_it():
     uv = got[1][0]
     assert uv.shape == (2, 2) and ((uv > 0) & (uv < 96)).all()
     np.testing.assert_allclose(got[1][1], uv[::-1])
+
+
+def test_frames_are_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    from genpol.data import video
+
+    monkeypatch.setenv("GENPOL_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(6)]
+    path = video.write_mp4(tmp_path / "v.mp4", frames, fps=10.0)
+    decoded, times = video.read_video(path)
+    first, first_t = video.read_video_cached(path)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    np.testing.assert_array_equal(first, decoded)
+    np.testing.assert_array_equal(first_t, times)
+
+    def no_decoding(p):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(video, "read_video", no_decoding)
+    again, again_t = video.read_video_cached(path)
+    np.testing.assert_array_equal(again, decoded)
+    np.testing.assert_array_equal(again_t, times)
+
+
+def test_an_image_conditioned_policy_picks_the_chunk_the_image_calls_for():
+    """Same state, two scenes that differ only in where a bright block is: the chunk must follow
+    the image (rise for one, fall for the other), which a blind policy cannot do."""
+    from genpol.data.arrays import ChunkData
+    from genpol.train import TrainConfig, config_for_data, train
+
+    n, size, horizon = 128, 24, 6
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 2, n)
+    images = np.full((n, size, size, 3), 40, np.uint8)
+    for i, s in enumerate(scene):
+        col = 2 if s == 0 else size - 8
+        images[i, 8:16, col:col + 6] = 230
+    ramp = np.linspace(0, 1, horizon, dtype=np.float32)[:, None] * np.array([1.0, -0.5],
+                                                                            np.float32)
+    sign = np.where(scene == 0, 1.0, -1.0).astype(np.float32)[:, None, None]
+    state = np.zeros((n, 2), np.float32) + 0.01 * rng.standard_normal((n, 2)).astype(np.float32)
+    data = ChunkData(state, sign * ramp[None], joint_names=["a", "b"], fps=10.0,
+                     images={"front": images})
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = config_for_data("flow", data, hidden_dim=32, down_dims=[16, 32], n_groups=4,
+                              cnn_width=8, num_steps=10)
+        policy = train(cfg, data, TrainConfig(steps=250, batch_size=32, lr=3e-3, device="cpu",
+                                              progress=False, image_shift=2)).policy
+    finally:
+        torch.set_num_threads(threads)
+    for s, want in ((0, ramp), (1, -ramp)):
+        img = images[int(np.argmax(scene == s))]
+        chunks = policy.predict_chunks(np.zeros(2, np.float32), {"front": img}, 16, seed=0)
+        err_right = np.abs(chunks - want).mean(axis=(1, 2))
+        err_wrong = np.abs(chunks + want).mean(axis=(1, 2))
+        assert (err_right < err_wrong).mean() >= 0.9, (s, err_right, err_wrong)

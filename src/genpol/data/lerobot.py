@@ -333,7 +333,7 @@ def _read_videos(root: Path, info: dict, rows: list[dict], key: str,
                  per_episode: dict[int, dict[str, Any]]) -> None:
     """Adds camera `key`'s frames to each episode, one video file at a time: frame k of an
     episode sits at its from_timestamp + its timestamp in the file."""
-    from genpol.data.video import VideoError, read_video
+    from genpol.data.video import VideoError, read_video_cached
 
     fps, cam = float(info["fps"]), _cam_name(key)
     files: dict[tuple[int, int], list[dict]] = defaultdict(list)
@@ -347,7 +347,7 @@ def _read_videos(root: Path, info: dict, rows: list[dict], key: str,
     for (chunk, file), file_rows in sorted(files.items()):
         vpath = root / template.format(video_key=key, chunk_index=chunk, file_index=file)
         try:
-            frames, times = read_video(vpath)
+            frames, times = read_video_cached(vpath)
         except VideoError as exc:
             names = ", ".join(str(r["episode_index"]) for r in file_rows)
             raise DataError(f"{exc} (camera {cam}, episodes {names})") from None

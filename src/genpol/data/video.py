@@ -194,3 +194,48 @@ def read_video(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise VideoError(f"{path}: holds no decodable frames; the file is truncated or damaged")
     order = np.argsort(np.asarray(times), kind="stable")
     return np.stack(frames)[order], np.asarray(times, dtype=np.float64)[order]
+
+
+def cache_dir() -> Path:
+    """Where decoded frames are kept: $GENPOL_CACHE_DIR, else $XDG_CACHE_HOME/genpol/frames."""
+    import os
+
+    explicit = os.environ.get("GENPOL_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "genpol" / "frames"
+
+
+def read_video_cached(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """read_video, decoded once: the frames are kept in cache_dir() (uncompressed, keyed by
+    the file's path, size and modification time), so every later training run, the blind
+    control among them, loads them instead of decoding the video again. A cache that cannot be
+    written is skipped."""
+    import hashlib
+    import os
+    import tempfile
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return read_video(path)  # read_video names the missing file
+    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    cached = cache_dir() / f"{key}.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as z:
+                return z["frames"], z["times"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry: decode again and replace it
+    frames, times = read_video(path)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, frames=frames, times=times)
+        os.replace(tmp, cached)  # whole or not at all, even with two readers at once
+    except OSError:
+        pass
+    return frames, times
