@@ -127,7 +127,8 @@ def test_resolve_gives_finished_node_specs():
     assert list(nodes) == ["sim_arm", "planner", "executor"]
     assert nodes["planner"].params_files == (ROOT / "config" / "planner.yaml",)
     assert nodes["planner"].params == {"policy_path": "/tmp/p"}
-    assert nodes["sim_arm"].params == {"task": "reach_around", "seed": 7, "scene_seed": -1}
+    assert nodes["sim_arm"].params == {"task": "reach_around", "seed": 7, "scene_seed": -1,
+                                       "scene_spread": 1.0}
     assert all(n.own and n.arguments == () for n in nodes.values())
     real = {n.name: n for n in graph.resolve({"sim": "false", "rviz": "true"})}
     urdf = real["robot_state_publisher"].params["robot_description"]
@@ -146,7 +147,7 @@ def test_resolve_puts_a_jobs_values_last_and_refuses_nodes_it_does_not_start():
         {"executor": {"mode": "average", "rate_hz": 25.0}, "sim_arm": {"camera_rate_hz": 0.0}})}
     assert nodes["executor"].params == {"mode": "average", "rate_hz": 25.0}
     assert nodes["sim_arm"].params == {"task": "pick_place", "seed": 0, "scene_seed": -1,
-                                       "camera_rate_hz": 0.0}
+                                       "scene_spread": 1.0, "camera_rate_hz": 0.0}
     with pytest.raises(ValueError, match=r"\['recorder'\], which this graph does not start"):
         graph.resolve({}, {"recorder": {"task": "x"}})
     recording = [n.name for n in graph.resolve({}, {"recorder": {"task": "x"}},
@@ -204,6 +205,8 @@ def test_launch_arguments_are_checked():
         launcher.parse_launch_args(["sim=true"])
     with pytest.raises(ValueError, match="seed must be an integer, got 'one'"):
         graph.resolve_arguments({"seed": "one"})
+    with pytest.raises(ValueError, match="scene_spread must be a number, got 'wide'"):
+        graph.resolve_arguments({"scene_spread": "wide"})
 
 
 def test_overrides_have_the_type_of_the_parameter_they_set():
@@ -237,12 +240,13 @@ def test_bringup_commands_for_the_simulated_graph(tmp_path):
 
 
 def test_sim_arguments_reach_sim_arm_typed(tmp_path):
-    args = launcher.parse_launch_args(["task:=pick_place", "seed:=7", "scene_seed:=-1"])
+    args = launcher.parse_launch_args(["task:=pick_place", "seed:=7", "scene_seed:=-1",
+                                       "scene_spread:=3"])
     for node in graph.resolve(args):
         launcher.node_argv(node, tmp_path)
     overrides = yaml.safe_load((tmp_path / "sim_arm.overrides.yaml").read_text())
     assert overrides["sim_arm"]["ros__parameters"] == {"task": "pick_place", "seed": 7,
-                                                       "scene_seed": -1}
+                                                       "scene_seed": -1, "scene_spread": 3.0}
 
 
 def test_real_robot_graph_needs_a_ros_distribution(tmp_path, monkeypatch):

@@ -155,8 +155,9 @@ def resolve_arguments(given: dict[str, str]) -> dict[str, str]:
             try:
                 _TYPES[a.kind](args[a.name])
             except ValueError:
-                raise ValueError(f"launch argument {a.name} must be a{'n' * (a.kind == 'int')} "
-                                 f"{a.kind}, got {args[a.name]!r}") from None
+                what = "an integer" if a.kind == "int" else "a number"
+                raise ValueError(f"launch argument {a.name} must be {what}, "
+                                 f"got {args[a.name]!r}") from None
     return args
 
 
