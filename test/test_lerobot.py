@@ -190,9 +190,12 @@ def _encode(path: Path, frames: np.ndarray, fps: int) -> str:
     return "av1" if codec == "libsvtav1" else "h264"
 
 
-def make_lerobot_dataset(root: Path, fps: int = 15) -> dict:
+def make_lerobot_dataset(root: Path, fps: int = 15, to_values=None,
+                         first_pan_deg: float | None = None) -> dict:
     """Two episodes in two data files, one video file holding both, pandas-style tasks table,
-    per-episode stats columns; values in LeRobot's SO-101 units. Returns the truth in radians."""
+    per-episode stats columns; values in LeRobot's SO-101 units (degrees and gripper percent,
+    or `to_values(radians)`). Returns the truth in radians (shoulder_pan of the first frame at
+    `first_pan_deg` if given)."""
     rng = np.random.default_rng(1)
     lengths = [8, 6]
     lo = np.array([j.lower for j in JOINTS])
@@ -202,11 +205,15 @@ def make_lerobot_dataset(root: Path, fps: int = 15) -> dict:
         for key in ("state", "action"):
             truth[key].append(rng.uniform(lo * 0.9, hi * 0.9, (t, 6)).astype(np.float32))
         truth["front"].append(marked_frames(t, e, 0))
+    if first_pan_deg is not None:
+        truth["state"][0][0, 0] = np.radians(first_pan_deg)
 
     def to_lerobot(rad: np.ndarray) -> np.ndarray:  # written out independently of the reader
         out = np.degrees(rad.astype(np.float64))
         out[:, 5] = (rad[:, 5] - lo[5]) / (hi[5] - lo[5]) * 100.0
         return out.astype(np.float32)
+
+    to_lerobot = to_values or to_lerobot
 
     index = 0
     rows = []
@@ -272,9 +279,10 @@ def make_lerobot_dataset(root: Path, fps: int = 15) -> dict:
 
 def test_reads_a_lerobot_so101_dataset_converting_to_radians(tmp_path):
     root = tmp_path / "lerobot_so101"
-    truth = make_lerobot_dataset(root)
-    ds = read_dataset(root)
+    truth = make_lerobot_dataset(root, first_pan_deg=-105.0)
+    ds = read_dataset(root, lerobot_units="degrees")
     assert ds.source == "lerobot" and ds.fps == 15.0 and ds.joint_names == list(JOINT_NAMES)
+    assert ds.units == "degrees"
     assert ds.tasks == {0: "Grab the cube"} and [len(e) for e in ds.episodes] == [8, 6]
     for e, ep in enumerate(ds.episodes):
         np.testing.assert_allclose(ep.state, truth["state"][e], atol=1e-5)
@@ -282,9 +290,62 @@ def test_reads_a_lerobot_so101_dataset_converting_to_radians(tmp_path):
         assert ep.task == "Grab the cube"
         err = np.abs(ep.images["front"].astype(int) - truth["front"][e])
         assert err.mean() < 6, err.mean()  # episode 1 found at its from_timestamp in the file
-    data = load_chunks(root, horizon=3)
+    data = load_chunks(root, horizon=3, lerobot_units="degrees")
     assert data.state.shape == (14, 6) and data.action.shape == (14, 3, 6)
     assert list(data.images) == ["front"] and data.images["front"].shape == (14, H, W, 3)
+
+
+def test_lerobot_units_are_read_from_the_values_or_asked_for_never_guessed(tmp_path):
+    # all within +-100: degrees or -100..100? LeRobot's info.json cannot say: refused
+    make_lerobot_dataset(tmp_path / "ambiguous",
+                         to_values=lambda rad: np.clip(np.degrees(rad), 0, 90).astype(np.float32))
+    with pytest.raises(DataError, match="does not say whether the arm joints are degrees or "
+                                        "-100..100.*--lerobot-units degrees"):
+        read_dataset(tmp_path / "ambiguous")
+    # a value beyond 100 proves degrees
+    truth = make_lerobot_dataset(tmp_path / "wide", first_pan_deg=120.0)
+    ds = read_dataset(tmp_path / "wide")
+    assert ds.units == "degrees"
+    np.testing.assert_allclose(ds.episodes[0].state, truth["state"][0], atol=1e-5)
+    with pytest.raises(DataError, match="beyond -100..100, so they are degrees"):
+        read_dataset(tmp_path / "wide", lerobot_units="range")
+
+
+def test_lerobot_range_dataset_is_converted_with_the_arms_calibration(tmp_path):
+    from test_calibration import FOLLOWER
+
+    from genpol import calibration
+
+    cal = calibration.parse(FOLLOWER, "follower")
+    rng = np.random.default_rng(5)
+    written = {}
+
+    def to_range(rad):  # any -100..100 values (gripper 0..100): kept to check against
+        values = rng.uniform(-100, 100, rad.shape).astype(np.float32)
+        values[:, 5] = np.abs(values[:, 5])
+        written.setdefault("first", values)
+        return values
+
+    make_lerobot_dataset(tmp_path / "range", to_values=to_range)
+    with pytest.raises(DataError, match="relative to the recording arm's calibrated range; pass "
+                                        "--calibration"):
+        read_dataset(tmp_path / "range", lerobot_units="range")
+    ds = read_dataset(tmp_path / "range", lerobot_units="range", calibration=cal)
+    # by hand: ticks = min + (v + 100) / 200 * (max - min); the driver reads (ticks - offset)
+    # * 2 pi / 4096, offset = the middle of the range (gripper: min reads the lower limit)
+    values = written["first"]  # the first table written: episode 0's actions
+    expected = np.empty_like(values, dtype=np.float64)
+    for i, joint in enumerate(JOINT_NAMES):
+        m = FOLLOWER[joint]
+        if joint == "gripper":
+            ticks = m["range_min"] + values[:, i] / 100 * (m["range_max"] - m["range_min"])
+            offset = m["range_min"] - round(JOINTS[5].lower * 4096 / (2 * np.pi))
+        else:
+            ticks = m["range_min"] + (values[:, i] + 100) / 200 * (m["range_max"] - m["range_min"])
+            offset = round((m["range_min"] + m["range_max"]) / 2)
+        expected[:, i] = (ticks - offset) * 2 * np.pi / 4096
+    np.testing.assert_allclose(ds.episodes[0].action, expected, atol=1e-5)
+    assert ds.units == "range"
 
 
 def test_lerobot_units_and_names():
@@ -541,6 +602,13 @@ def test_dataset_build_from_recorded_bags_then_train(tmp_path, capsys):
     out = tmp_path / "v3"
     code = main(["dataset", "build", str(tmp_path / "demos"), str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "wrote 1 episodes" in printed and "episode_000001: not successful" in printed
+    ds = read_dataset(out)
+    assert len(ds) == 1 and ds.episodes[0].extras["success"] is True
+    code = main(["dataset", "build", str(tmp_path / "demos"), str(out), "--no-progress",
+                 "--include-unsuccessful", "--overwrite"])
+    assert code == 0, capsys.readouterr().err
     assert "wrote 2 episodes" in capsys.readouterr().out
     ds = read_dataset(out)
     assert ds.fps == 10.0 and ds.cameras == ["front"] and [len(e) for e in ds.episodes] == [20, 20]
@@ -555,11 +623,12 @@ def test_dataset_build_from_recorded_bags_then_train(tmp_path, capsys):
     assert ep.task == "reach around" and ep.extras["success"] is True
     assert ds.episodes[1].extras["mode"] == "right"
 
-    # an existing output is kept unless asked to overwrite it; --skip-unsuccessful drops one
+    # an existing output is kept unless asked to overwrite it; the failed episode is left out
+    # unless asked for (and the output says so)
     assert main(["dataset", "build", str(tmp_path / "demos"), str(out), "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["dataset", "build", str(tmp_path / "demos" / "episode_000000"), str(out),
-                 "--overwrite", "--skip-unsuccessful", "--fps", "5", "--cameras", "none",
+                 "--overwrite", "--fps", "5", "--cameras", "none",
                  "--no-progress"]) == 0
     ds = read_dataset(out)
     assert len(ds) == 1 and ds.fps == 5.0 and ds.cameras == []

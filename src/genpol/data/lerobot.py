@@ -22,12 +22,15 @@ Layout (what LeRobot v3.0 writes, and what we write):
 
 Units. The ROS side works in radians. Our datasets store radians and say so in info.json:
 `"genpol": {"units": "rad", ...}`. A dataset without that block is taken as recorded by LeRobot
-for an SO-101 (joint names like "shoulder_pan.pos"): arm joints in degrees, the gripper in
-0-100 (percent open). Reading converts them (see `lerobot_to_radians`): degrees -> radians, and
-the gripper linearly onto its joint range in genpol.robot, 0 -> the lower limit (closed),
-100 -> the upper limit (fully open). LeRobot's SO-101 driver only records degrees with
-`use_degrees=True`; its default range normalisation (-100..100 from the arm's calibration file)
-cannot be turned into angles without that file.
+for an SO-101 (joint names like "shoulder_pan.pos"); the gripper is 0..100 there, and the arm
+joints are either degrees (`use_degrees=True`, LeRobot's default from 0.4.4) or -100..100 of the
+arm's calibrated range (the default before). LeRobot's info.json has no field that says which
+(its features, names and robot_type are the same), so the values decide only when they can: an
+arm value beyond +-100 is degrees. Otherwise the reader is told (`lerobot_units`, `genpol train
+--lerobot-units`) and refuses to guess. -100..100 needs the arm's calibration file
+(genpol.calibration), which also converts degrees exactly as the arm's driver will read them;
+degrees without it go through `lerobot_to_radians`: degrees -> radians, and the gripper linearly
+onto its joint range in genpol.robot, 0 -> the lower limit (closed), 100 -> the upper limit.
 
 Training samples (`load_v3`): per episode, (state_t, action[t:t+H], images_t); a chunk never
 crosses into the next episode, and past an episode's end its last action repeats.
@@ -44,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from genpol.calibration import LEROBOT_MODES, Calibration
 from genpol.data.arrays import ChunkData, DataError, chunk_episode
 from genpol.data.episode import EpisodeFrames
 from genpol.robot import GRIPPER_JOINT, JOINT_NAMES, JOINTS
@@ -115,10 +119,12 @@ class V3Dataset:
     """A v3.0 dataset read into memory: episodes in radians, our joint names and order."""
 
     def __init__(self, root: Path, info: dict, fps: float, joint_names: list[str],
-                 episodes: list[EpisodeFrames], tasks: dict[int, str], source: str):
+                 episodes: list[EpisodeFrames], tasks: dict[int, str], source: str,
+                 units: str = "rad"):
         self.root, self.info, self.fps = root, info, fps
         self.joint_names, self.episodes, self.tasks = joint_names, episodes, tasks
-        self.source = source  # "genpol" or "lerobot" (converted from degrees / percent)
+        self.source = source  # "genpol" or "lerobot" (converted to radians)
+        self.units = units  # what the arm joints were stored in: rad, degrees or range
 
     @property
     def cameras(self) -> list[str]:
@@ -365,8 +371,40 @@ def _read_videos(root: Path, info: dict, rows: list[dict], key: str,
             per_episode[e]["images"][cam] = frames[pick]
 
 
-def read_dataset(path: str | Path) -> V3Dataset:
-    """Read a LeRobot v3.0 dataset (ours, or recorded by LeRobot for an SO-101) into memory."""
+def _lerobot_units(root: Path, episodes: dict[int, dict[str, Any]],
+                   orders: dict[str, list[int] | None], asked: str | None,
+                   calibration: Calibration | None) -> str:
+    """degrees or range for a LeRobot dataset's arm joints: what the values prove, else what
+    the caller says; never a guess."""
+    if asked not in (None, *LEROBOT_MODES):
+        raise DataError(f"lerobot_units must be one of {LEROBOT_MODES}, got {asked!r}")
+    arm = [JOINT_NAMES.index(j) for j in JOINT_NAMES if j != GRIPPER_JOINT]
+    largest = max((float(np.abs(ep[field][:, orders[key]][:, arm]).max(initial=0.0))
+                   for ep in episodes.values()
+                   for field, key in (("state", STATE), ("action", ACTION))), default=0.0)
+    how = ("pass --lerobot-units degrees if it was recorded with use_degrees=True (LeRobot's "
+           "default from 0.4.4), or --lerobot-units range --calibration <the arm's LeRobot "
+           "calibration JSON> for -100..100 (the default before)")
+    if asked == "range" and largest > 100.0 + 1e-3:
+        raise DataError(f"{root}: arm joint values reach {largest:.1f}, beyond -100..100, so "
+                        "they are degrees, not range values; use --lerobot-units degrees")
+    units = asked or ("degrees" if largest > 100.0 + 1e-3 else None)
+    if units is None:
+        raise DataError(f"{root} was recorded by LeRobot and its info.json does not say whether "
+                        "the arm joints are degrees or -100..100 (LeRobot stores no unit), and "
+                        f"no value (largest {largest:.1f}) is beyond 100 to tell; {how}")
+    if units == "range" and calibration is None:
+        raise DataError(f"{root}: -100..100 values are relative to the recording arm's "
+                        "calibrated range; pass --calibration <its LeRobot calibration JSON> "
+                        "to convert them to joint angles")
+    return units
+
+
+def read_dataset(path: str | Path, lerobot_units: str | None = None,
+                 calibration: Calibration | None = None) -> V3Dataset:
+    """Read a LeRobot v3.0 dataset (ours, or recorded by LeRobot for an SO-101) into memory.
+    `lerobot_units` (degrees or range) and `calibration`: for LeRobot's data only (module
+    docstring, "Units")."""
     root = Path(path)
     info = _read_info(root)
     features = info["features"]
@@ -387,14 +425,23 @@ def read_dataset(path: str | Path) -> V3Dataset:
         if features[key]["dtype"] == "video":
             _read_videos(root, info, rows, key, per_episode)
 
+    units = "rad"
+    if source == "lerobot":
+        units = _lerobot_units(root, per_episode, orders, lerobot_units, calibration)
+
+    def to_radians(values: np.ndarray) -> np.ndarray:
+        if calibration is not None:
+            return calibration.lerobot_to_radians(values, units).astype(np.float32)
+        return lerobot_to_radians(values)
+
     episodes = []
     for row in rows:
         e = int(row["episode_index"])
         ep = per_episode[e]
         state, action = ep["state"], ep["action"]
         if source == "lerobot":
-            state = lerobot_to_radians(state[:, orders[STATE]])
-            action = lerobot_to_radians(action[:, orders[ACTION]])
+            state = to_radians(state[:, orders[STATE]])
+            action = to_radians(action[:, orders[ACTION]])
         row_tasks = row.get("tasks") or []
         task = str(row_tasks[0]) if row_tasks else tasks.get(ep["task_index"], "")
         extras = {k[len("genpol/"):]: v for k, v in row.items() if k.startswith("genpol/")}
@@ -402,7 +449,8 @@ def read_dataset(path: str | Path) -> V3Dataset:
                                       name=f"{e} of {root}"))
     if not episodes:
         raise DataError(f"{root}: the dataset holds no episodes")
-    return V3Dataset(root, info, float(info["fps"]), joint_names, episodes, tasks, source)
+    return V3Dataset(root, info, float(info["fps"]), joint_names, episodes, tasks, source,
+                     units)
 
 
 def episodes_to_chunks(episodes: Sequence[EpisodeFrames], horizon: int, fps: float,
@@ -434,8 +482,9 @@ def episodes_to_chunks(episodes: Sequence[EpisodeFrames], horizon: int, fps: flo
                      list(joint_names), float(fps), np.concatenate(pads))
 
 
-def load_v3(path: Path, horizon: int | None = None) -> ChunkData:
+def load_v3(path: Path, horizon: int | None = None, lerobot_units: str | None = None,
+            calibration: Calibration | None = None) -> ChunkData:
     """The `genpol train --data <dir>` source: a v3 dataset as training chunks."""
-    ds = read_dataset(path)
+    ds = read_dataset(path, lerobot_units, calibration)
     return episodes_to_chunks(ds.episodes, DEFAULT_HORIZON if horizon is None else horizon,
                               ds.fps, ds.joint_names, where=str(path))

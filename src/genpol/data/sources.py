@@ -15,7 +15,9 @@ import numpy as np
 
 from genpol.data.arrays import ChunkData, DataError
 
-Loader = Callable[[Path, int | None], ChunkData]
+#: (path, horizon, **options): options a format does not use are ignored (lerobot_units and
+#: calibration are LeRobot's)
+Loader = Callable[..., ChunkData]
 _SOURCES: list[tuple[str, Callable[[Path], bool], Loader]] = []
 
 
@@ -23,13 +25,13 @@ def register_source(name: str, recognises: Callable[[Path], bool], loader: Loade
     _SOURCES.append((name, recognises, loader))
 
 
-def load_chunks(path: str | Path, horizon: int | None = None) -> ChunkData:
+def load_chunks(path: str | Path, horizon: int | None = None, **options: Any) -> ChunkData:
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset {str(path)!r} does not exist")
     for _, recognises, loader in _SOURCES:
         if recognises(path):
-            return loader(path, horizon)
+            return loader(path, horizon, **options)
     raise DataError(f"{str(path)!r} is not a dataset genpol can read; known formats: "
                     f"{[name for name, _, _ in _SOURCES]}")
 
@@ -46,7 +48,7 @@ def save_npz(data: ChunkData, path: str | Path) -> Path:
     return path
 
 
-def _load_npz(path: Path, horizon: int | None) -> ChunkData:
+def _load_npz(path: Path, horizon: int | None, **_: Any) -> ChunkData:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "state" not in z or "action" not in z:
@@ -69,10 +71,11 @@ def _load_npz(path: Path, horizon: int | None) -> ChunkData:
 register_source("npz", lambda p: p.is_file() and p.suffix == ".npz", _load_npz)
 
 
-def _load_lerobot_v3(path: Path, horizon: int | None) -> ChunkData:
+def _load_lerobot_v3(path: Path, horizon: int | None, lerobot_units: str | None = None,
+                     calibration: Any = None) -> ChunkData:
     from genpol.data.lerobot import load_v3  # pyarrow and PyAV load only when used
 
-    return load_v3(path, horizon)
+    return load_v3(path, horizon, lerobot_units, calibration)
 
 
 def _is_lerobot_v3(path: Path) -> bool:
