@@ -11,8 +11,6 @@ import pytest
 from genpol.bench import multimodal
 from genpol.bench.obstacle import ObstacleTask
 
-GENERATIVE = ["cvae", "diffusion", "flow", "gmm", "binned"]
-
 
 def test_demonstrations_are_safe_and_split_evenly():
     task = ObstacleTask()
@@ -47,28 +45,30 @@ def test_unknown_family_is_refused(tmp_path):
         multimodal.run(["mse", "transformer"], quick=True, out=tmp_path)
 
 
-# Seven families trained and rolled out: about 3 min on a quiet 2-core host, 7 min on a slow
-# shared one (measured 2026-12-02), so more than the suite's 300 s per test.
-@pytest.mark.timeout(1200)
+# The quick preset for the point estimate and one generative family: the premise (MSE averages
+# the modes into the post) and its cure, in about 2 min on a slow 2-core host. All seven
+# families took 7 min there, too long for the suite; `make bench-multimodal` (and its --quick)
+# judges every family.
+@pytest.mark.timeout(900)
 def test_quick_benchmark_meets_its_targets(tmp_path):
-    results = multimodal.run(quick=True, out=tmp_path, progress=False, jobs=2)
+    families = ["mse", "gmm"]
+    results = multimodal.run(families, quick=True, out=tmp_path, progress=False, jobs=2)
     saved = json.loads((tmp_path / "results.json").read_text())
-    for family in multimodal.FAMILIES:
+    for family in families:
         assert (tmp_path / f"{family}.png").stat().st_size > 1000
         assert set(saved[family]) == {"success_rate", "collision_rate", "left_fraction",
                                       "mode_entropy", "train_seconds", "sample_ms"}
     print("\n" + multimodal.format_table(results))
     assert results["mse"]["collision_rate"] >= 0.9
-    for family in GENERATIVE:
-        assert results[family]["success_rate"] >= 0.95, family
-        assert results[family]["mode_entropy"] >= 0.9, family
+    assert results["gmm"]["success_rate"] >= 0.95
+    assert results["gmm"]["mode_entropy"] >= 0.9
     # results.json judges the same targets (the wall time one depends on the host's speed).
     targets = saved["targets"]
     assert targets["mse_collision_rate"] == {"value": results["mse"]["collision_rate"],
                                              "threshold": 0.9, "met": True}
-    for family in GENERATIVE:
-        assert targets[f"{family}_success_rate"]["met"] is True, family
-        assert targets[f"{family}_mode_entropy"]["met"] is True, family
+    assert targets["gmm_success_rate"]["met"] is True
+    assert targets["gmm_mode_entropy"]["met"] is True
+    assert "flow_success_rate" not in targets  # only families that ran are judged
     assert targets["wall_seconds"]["threshold"] == 120.0
     assert {"cpu_count", "torch_threads", "load_average_at_start"} <= set(saved["_meta"])
 
