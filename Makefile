@@ -8,7 +8,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 setup: $(STAMP)
 
-$(STAMP): tools/setup.sh setup.py package.xml requirements/ros-wheels.txt requirements/test.txt
+$(STAMP): tools/setup.sh setup.py package.xml requirements/runtime.txt requirements/ros-wheels.txt \
+          requirements/test.txt
 	bash tools/setup.sh $(VENV)
 	@touch $@
 

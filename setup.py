@@ -1,10 +1,20 @@
 """ament_python package `genpol`; also a plain pip package (`pip install -e .`) without ROS."""
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "genpol"
+HERE = Path(__file__).resolve().parent
+
+
+def _requirements(name: str) -> list[str]:
+    """One list for pip, the Dockerfile and a native install: requirements/runtime.txt."""
+    lines = (HERE / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 # One `ros2 run genpol <name>` executable per node; the list grows with the nodes.
 NODES = ["sim_arm", "camera", "planner", "executor", "recorder", "teleop", "sim_leader"]
 
@@ -20,25 +30,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.*")),
     ],
     python_requires=">=3.10",
-    install_requires=[
-        "numpy>=1.24",
-        "pyyaml>=6",
-        "torch>=2.2",
-        "safetensors>=0.4",
-        "diffusers>=0.27",
-        "tqdm>=4.60",
-        "matplotlib>=3.7",
-        "opencv-python-headless>=4.8",
-        "mujoco>=3.2",  # sim/: physics + offscreen rendering (brings glfw and PyOpenGL)
-        # recording/: message definitions, type hashes and CDR decoding without rclpy
-        "rosbags>=0.11",
-        # recording/: MCAP writing with flush() (crash-safe episodes) and record parsing
-        "mcap>=1.6",
-        # evaluation/ (and datasets): MP4 video through FFmpeg's H.264 encoder, no system ffmpeg
-        "av>=12",
-        # data/lerobot.py: LeRobotDataset v3.0 parquet tables (frames, episodes, tasks)
-        "pyarrow>=14",
-    ],
+    install_requires=_requirements("requirements/runtime.txt"),
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2"]},
     zip_safe=True,
     maintainer="genpol maintainers",

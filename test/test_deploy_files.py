@@ -58,6 +58,10 @@ def test_compose_runs_bringup_with_gpu_devices_and_host_network():
     rules = " ".join(service["device_cgroup_rules"])
     assert "166:" in rules and "81:" in rules  # ttyACM* and video* device majors
     assert "bringup.launch.py" in service["command"]
+    # the arm's speed comes from the environment, slow unless raised; a real arm is calibrated
+    assert "GENPOL_VELOCITY_SCALE=${GENPOL_VELOCITY_SCALE:-0.3}" in service["environment"]
+    assert "velocity_scale:=$${GENPOL_VELOCITY_SCALE}" in service["command"]
+    assert "calibration:=/data/calibration/follower.json" in service["command"]
 
 
 # ------------------------------------------------------------------------------ ros2_control
@@ -122,3 +126,71 @@ def test_every_topic_rviz_shows_is_published_by_the_graph(ros):
             return {name for name, _ in probe.get_topic_names_and_types()
                     if probe.get_publishers_info_by_topic(name)}
         assert wait_for(lambda: wanted <= published(), timeout=10), wanted - published()
+
+
+# ------------------------------------------------------------------------- native install
+#: the rosdep key (package.xml) or pip requirement (requirements/runtime.txt) behind each
+#: third-party module genpol imports
+PROVIDERS = {
+    "numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-opencv",
+    "tqdm": "python3-tqdm", "matplotlib": "python3-matplotlib",
+    "torch": "torch", "safetensors": "safetensors", "diffusers": "diffusers",
+    "mujoco": "mujoco", "OpenGL": "mujoco", "rosbags": "rosbags", "mcap": "mcap", "av": "av",
+    "pyarrow": "pyarrow",
+}
+ROS_RUN_KEYS = ["ros2_control", "hardware_interface", "controller_manager",
+                "joint_state_broadcaster", "joint_trajectory_controller", "feetech_ros2_driver",
+                "robot_state_publisher", "rviz2", "rosbag2_storage_mcap", "launch", "launch_ros"]
+
+
+def _package_xml_keys() -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "package.xml").getroot()
+    assert root.tag == "package" and root.get("format") == "3"
+    assert root.findtext("name") == "genpol"
+    return [e.text.strip() for e in root if e.tag in ("exec_depend", "depend") and e.text]
+
+
+def _pip_requirements() -> list[str]:
+    import re
+
+    lines = (ROOT / "requirements" / "runtime.txt").read_text().splitlines()
+    return [re.split(r"[<>=!~ \[]", line.strip())[0] for line in lines
+            if line.strip() and not line.startswith("#")]
+
+
+def test_package_xml_names_every_run_dependency_by_its_rosdep_key():
+    keys = _package_xml_keys()
+    assert len(keys) == len(set(keys)), "a key listed twice"
+    for key in ROS_RUN_KEYS:
+        assert key in keys, key
+    # pip-only packages have no rosdep key: listing one would break `rosdep install`
+    for pip_only in ("torch", "diffusers", "safetensors", "mujoco", "rosbags", "mcap", "av",
+                     "pyarrow", "python3-torch", "python3-av", "python3-pyarrow"):
+        assert pip_only not in keys, pip_only
+
+
+def test_every_module_genpol_imports_comes_from_package_xml_or_the_pip_requirements():
+    import ast
+    import sys
+
+    keys, pip = set(_package_xml_keys()), set(_pip_requirements())
+    found: dict[str, str] = {}
+    for path in (ROOT / "src" / "genpol").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 \
+                and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top != "genpol" and top not in sys.stdlib_module_names:
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    assert "torch" in found and "rclpy" in found  # the scan sees imports
+    for module, where in sorted(found.items()):
+        provider = PROVIDERS.get(module, module)  # ROS packages: module name = rosdep key
+        assert provider in keys or provider in pip, \
+            f"{where} imports {module}: add {provider} to package.xml or requirements/runtime.txt"
+    # setup.py installs exactly the runtime requirements
+    setup = (ROOT / "setup.py").read_text()
+    assert 'install_requires=_requirements("requirements/runtime.txt")' in setup
