@@ -1,19 +1,23 @@
 """Declares a node's parameter table (genpol.parameters) with rclpy ParameterDescriptors.
 
-rclpy then refuses read-only and out-of-range values by itself and `ros2 param describe` shows
-each parameter's description and limits. The table's choices and the node's own checks run in
-one on-set callback, registered before the parameters are declared, so start-up values (config
-file, launch, overrides) pass the same checks as a later `ros2 param set`. A node applies a
-change in a post-set callback, which only ever sees values that passed.
+rclpy then refuses read-only and out-of-range values by itself and `genpol param describe` (or
+`ros2 param describe`) shows each parameter's description and limits. The table's choices and
+the node's own checks run in one on-set callback, registered before the parameters are declared,
+so start-up values (config file, launch, overrides) pass the same checks as a later
+`genpol param set` (or `ros2 param set`). A node applies a change in a post-set callback, which
+only ever sees values that passed. Every refused set is logged as a warning with its reason, so
+the node's log shows it, not only whoever asked.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                               ParameterNotDeclaredException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -52,6 +56,7 @@ def declare(node: Node, table: Sequence[Param], check: Check | None = None) -> N
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+    _warn_refusals(node)
     for p in table:
         default = list(p.default) if isinstance(p.default, list) else p.default
         try:
@@ -60,6 +65,39 @@ def declare(node: Node, table: Sequence[Param], check: Check | None = None) -> N
             text = str(exc).removesuffix(f": {p.name}")  # rclpy appends the name
             reason = text.partition("Reason: ")[2] or text
             raise ValueError(f"{node.get_name()}: {reason}") from exc
+
+
+#: each node's last refused set, for its ~/status
+_refusals: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
+
+
+def last_refusal(node: Node) -> str:
+    """The last set `node` refused ("name=value: reason"), empty if none."""
+    return _refusals.get(node, "")
+
+
+def _warn_refusals(node: Node) -> None:
+    """Log each refused set as a warning with its reason. The set_parameters services answer
+    through set_parameters_atomically, and only there does a refusal by rclpy itself (read-only,
+    type, range) show as well as one by an on-set callback (the table's, the node's own)."""
+    set_atomically = node.set_parameters_atomically
+
+    def warn(params: list[Parameter], reason: str) -> None:
+        values = ", ".join(f"{p.name}={p.value!r}" for p in params)
+        node.get_logger().warning(f"refused {values}: {reason}")
+        _refusals[node] = f"{values}: {reason}"
+
+    def logged(params: list[Parameter]) -> SetParametersResult:
+        try:
+            result = set_atomically(params)
+        except ParameterNotDeclaredException as exc:
+            warn(params, str(exc))
+            raise
+        if not result.successful:
+            warn(params, result.reason)
+        return result
+
+    node.set_parameters_atomically = logged  # type: ignore[method-assign,assignment]
 
 
 def values(node: Node, table: Sequence[Param]) -> dict:
