@@ -8,20 +8,17 @@ starts an episode.
 from __future__ import annotations
 
 import json
+import time
 
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from genpol import topics
+from genpol.nodes.qos import LATCHED
 from genpol.nodes.session import ClientNode
 
-#: sim_leader's plan and the recorder's status are latched: a late subscriber gets the last one.
-LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                     reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRIGGERS = (topics.service("sim_arm", "reset"), topics.service("sim_leader", "start"),
             topics.service("recorder", "start_episode"), topics.service("recorder", "stop_episode"),
             topics.service("recorder", "discard_episode"))
@@ -45,3 +42,17 @@ class RecordClient(ClientNode):
     def status(self, key: str) -> dict:
         """A copy of the latest status under `key` (sim, plan, recorder); {} before the first."""
         return dict(self.latest(key) or {})
+
+
+class RecorderControlClient(ClientNode):
+    """`genpol record --keyboard`'s view of one recorder: its latched status (kept with the
+    time it arrived) and clients for its Trigger services and its SetParameters."""
+
+    def __init__(self, context: Context, recorder: str):
+        super().__init__("genpol_record_keyboard", context)
+        recorder = recorder.strip("/")
+        self.keep_latest("status", String, topics.service(recorder, "status"), LATCHED,
+                         lambda msg: (time.monotonic(), _json(msg)))
+        for what in ("start", "stop", "discard"):
+            self.service(Trigger, topics.service(recorder, f"{what}_episode"))
+        self.service(SetParameters, topics.service(recorder, "set_parameters"))

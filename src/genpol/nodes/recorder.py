@@ -35,14 +35,12 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from genpol.nodes import params
+from genpol.nodes.qos import LATCHED
 from genpol.nodes.spin import run_node
 from genpol.parameters import EPISODE_PARAMS, RECORDER
 from genpol.recording.recorder import EpisodeRecorder, RecordingError
 from genpol.recording.writer import INFINITE, TopicInfo
 
-LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                     reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _duration(d) -> dict[str, int]:

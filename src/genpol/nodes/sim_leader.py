@@ -22,20 +22,17 @@ from typing import Any
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from genpol import robot
 from genpol.nodes import params
+from genpol.nodes.qos import LATCHED
 from genpol.nodes.spin import run_node
 from genpol.parameters import SIM_LEADER
 from genpol.sim import tasks
 
-LATCHED = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                     reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class SimLeaderNode(Node):
