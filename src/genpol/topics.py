@@ -19,6 +19,8 @@ EXECUTED_PATH = "/genpol/executed_path"
 SIM_EPISODE = "/sim_arm/episode"
 SIM_LEADER_PLAN = "/sim_leader/plan"
 RECORDER_STATUS = "/recorder/status"
+PLANNER_STATUS = "/planner/status"
+EXECUTOR_STATUS = "/executor/status"
 
 
 def controller_command(controller: str) -> str:
