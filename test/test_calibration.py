@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,20 +13,8 @@ import pytest
 from genpol import calibration, robot
 
 # A follower as lerobot-calibrate writes it (ranges in Present_Position ticks, after homing).
-FOLLOWER = {
-    "shoulder_pan": {"id": 1, "drive_mode": 0, "homing_offset": -1023, "range_min": 747,
-                     "range_max": 3347},
-    "shoulder_lift": {"id": 2, "drive_mode": 0, "homing_offset": 1410, "range_min": 830,
-                      "range_max": 3260},
-    "elbow_flex": {"id": 3, "drive_mode": 0, "homing_offset": -1290, "range_min": 890,
-                   "range_max": 3110},
-    "wrist_flex": {"id": 4, "drive_mode": 0, "homing_offset": 1000, "range_min": 860,
-                   "range_max": 3190},
-    "wrist_roll": {"id": 5, "drive_mode": 0, "homing_offset": -380, "range_min": 0,
-                   "range_max": 4095},
-    "gripper": {"id": 6, "drive_mode": 0, "homing_offset": 1208, "range_min": 2030,
-                "range_max": 3500},
-}
+FOLLOWER_FILE = Path(__file__).parent / "data" / "so101_follower.json"
+FOLLOWER = json.loads(FOLLOWER_FILE.read_text())
 TICK = 2 * math.pi / 4096  # the driver's radians per tick
 
 

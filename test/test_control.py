@@ -212,6 +212,37 @@ def test_measured_state_beyond_a_limit_comes_back_at_the_speed_limit():
     assert any("outside the joint limits" in w for w in cmd.warnings)
 
 
+def test_a_first_state_far_outside_the_limits_commands_nothing_until_a_reset():
+    """A half-turn calibration error reads about pi off: nothing may be commanded, not even a
+    hold, and the reason names the joint and the calibration."""
+    start = np.zeros(J)
+    start[2] = robot.upper_limits()[2] + 3.0  # elbow_flex, about a half turn off
+    ex = executor(start=start)
+    constant_chunk(ex, 0.0, np.zeros(J))
+    for now in (0.0, 0.02, 0.04):
+        cmd = ex.tick(now)
+        assert cmd.source == "fault" and len(cmd.positions) == 0
+    assert "elbow_flex reads" in ex.fault and "calibration:=" in ex.fault
+    assert "shoulder_pan" not in ex.fault
+    # a later in-limit reading does not clear it on its own: the operator resets
+    ex.set_measured(np.zeros(J), NAMES)
+    assert ex.tick(0.06).source == "fault"
+    ex.reset(0.08)
+    ex.set_measured(np.zeros(J), NAMES)
+    constant_chunk(ex, 0.1, np.full(J, 0.01))
+    cmd = ex.tick(0.1)
+    assert cmd.source == "chunk" and ex.fault is None and len(cmd.positions) == 5
+
+
+def test_start_margin_is_configurable_and_checked():
+    start = np.zeros(J)
+    start[0] = robot.lower_limits()[0] - 0.3
+    assert executor(start=start).tick(0.0).source == "fault"  # default margin 0.2
+    assert executor(start=start, start_margin_rad=0.5).tick(0.0).source == "hold"
+    with pytest.raises(ValueError, match="start_margin_rad must be >= 0"):
+        ExecutorConfig(start_margin_rad=-1.0)
+
+
 # --- speed limit ----------------------------------------------------------------------------
 
 

@@ -73,8 +73,8 @@ class _Recorded:
 
 
 class _LaunchConfiguration(_Recorded):
-    def perform(self, context: dict) -> str:
-        return context[self.args[0]]
+    def perform(self, context) -> str:
+        return context.launch_configurations[self.args[0]]
 
 
 def _load_launch_file(monkeypatch):
@@ -100,7 +100,8 @@ def _load_launch_file(monkeypatch):
 @pytest.mark.parametrize("given", [
     {"policy_path": "/tmp/p", "executor_mode": "latest", "seed": "7"},
     {"sim": "false", "rviz": "true"},
-    {"sim": "false", "use_mock_hardware": "false", "usb_port": "/dev/ttyUSB3"},
+    {"sim": "false", "use_mock_hardware": "false", "usb_port": "/dev/ttyUSB3",
+     "calibration": str(ROOT / "test" / "data" / "so101_follower.json")},
 ])
 def test_launch_file_only_translates_resolve(monkeypatch, given):
     """ros2 launch starts exactly the nodes graph.resolve gives, with the same parameters."""
@@ -111,7 +112,8 @@ def test_launch_file_only_translates_resolve(monkeypatch, given):
                 if "default_value" in a.kwargs}
     assert declared == {a.name: a.default for a in graph.ARGUMENTS}
     (opaque,) = [a for a in actions if "function" in a.kwargs]
-    nodes = opaque.kwargs["function"]({**declared, **given})
+    context = types.SimpleNamespace(launch_configurations={**declared, **given})
+    nodes = opaque.kwargs["function"](context)
     expected = graph.resolve(given)
     assert [n.kwargs["name"] for n in nodes] == [r.name for r in expected]
     for node, want in zip(nodes, expected, strict=True):
@@ -136,7 +138,9 @@ def test_resolve_gives_finished_node_specs():
     assert real["robot_state_publisher"].params_files == ()
     assert real["rviz2"].arguments == ("-d", str(ROOT / "config" / "genpol.rviz"))
     assert real["spawner_arm_controller"].arguments == ("arm_controller",)
-    feetech = {n.name: n for n in graph.resolve({"sim": "false", "use_mock_hardware": "false"})}
+    feetech = {n.name: n for n in graph.resolve({
+        "sim": "false", "use_mock_hardware": "false",
+        "calibration": str(ROOT / "test" / "data" / "so101_follower.json")})}
     assert "FeetechHardwareInterface" in feetech["robot_state_publisher"].params[
         "robot_description"]
 
@@ -145,7 +149,7 @@ def test_resolve_puts_a_jobs_values_last_and_refuses_nodes_it_does_not_start():
     nodes = {n.name: n for n in graph.resolve(
         {"executor_mode": "latest", "task": "pick_place"},
         {"executor": {"mode": "average", "rate_hz": 25.0}, "sim_arm": {"camera_rate_hz": 0.0}})}
-    assert nodes["executor"].params == {"mode": "average", "rate_hz": 25.0}
+    assert nodes["executor"].params == {"mode": "average", "rate_hz": 25.0, "velocity_scale": 1.0}
     assert nodes["sim_arm"].params == {"task": "pick_place", "seed": 0, "scene_seed": -1,
                                        "scene_spread": 1.0, "camera_rate_hz": 0.0}
     with pytest.raises(ValueError, match=r"\['recorder'\], which this graph does not start"):
@@ -234,9 +238,10 @@ def test_bringup_commands_for_the_simulated_graph(tmp_path):
     files = [planner[i + 1] for i, a in enumerate(planner) if a == "--params-file"]
     assert files[0].endswith("config/planner.yaml")
     assert yaml.safe_load(Path(files[1]).read_text()) == {
-        "planner": {"ros__parameters": {"policy_path": "/tmp/p"}}}
+        "/planner": {"ros__parameters": {"policy_path": "/tmp/p"}}}
     overrides = yaml.safe_load((tmp_path / "executor.overrides.yaml").read_text())
-    assert overrides["executor"]["ros__parameters"] == {"mode": "latest"}
+    assert overrides["/executor"]["ros__parameters"] == {"mode": "latest",
+                                                            "velocity_scale": 1.0}
 
 
 def test_sim_arguments_reach_sim_arm_typed(tmp_path):
@@ -245,7 +250,7 @@ def test_sim_arguments_reach_sim_arm_typed(tmp_path):
     for node in graph.resolve(args):
         launcher.node_argv(node, tmp_path)
     overrides = yaml.safe_load((tmp_path / "sim_arm.overrides.yaml").read_text())
-    assert overrides["sim_arm"]["ros__parameters"] == {"task": "pick_place", "seed": 7,
+    assert overrides["/sim_arm"]["ros__parameters"] == {"task": "pick_place", "seed": 7,
                                                        "scene_seed": -1, "scene_spread": 3.0}
 
 

@@ -35,7 +35,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides.update(yaml.safe_load(f) or {})
     overrides.update(_parse_sets(args.set))
     family = overrides.pop("family", None) or args.family
-    data = load_chunks(args.data, overrides.get("horizon"))
+    cal = None
+    if args.calibration:
+        from genpol import calibration
+
+        cal = calibration.load(args.calibration)
+    data = load_chunks(args.data, overrides.get("horizon"), lerobot_units=args.lerobot_units,
+                       calibration=cal)
     config = config_for_data(family, data, **overrides)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, checkpoint_every=args.checkpoint_every,
@@ -171,10 +177,51 @@ def cmd_bringup(args: argparse.Namespace) -> int:
     from genpol.launcher import bringup
 
     try:
-        return bringup(args.launch_args, duration=args.duration)
+        return bringup(args.launch_args, duration=args.duration, status=not args.no_status)
     except RuntimeError as exc:
         print(f"genpol bringup: error: {exc}", file=sys.stderr)
         return 2
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`genpol status`: the running graph's status line, no ROS 2 CLI needed."""
+    try:
+        from genpol.nodes import status_client
+    except ImportError as exc:
+        print(f"genpol status: error: needs rclpy and the ROS 2 messages ({exc}); `make setup` "
+              "installs them, or source a ROS 2 distribution", file=sys.stderr)
+        return 1
+    try:
+        return status_client.run(once=args.once, timeout=args.timeout)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_param(args: argparse.Namespace) -> int:
+    """`genpol param`: a running node's parameters over its services, no ROS 2 CLI needed."""
+    try:
+        from genpol.nodes import param_client
+    except ImportError as exc:
+        print(f"genpol param: error: needs rclpy and the ROS 2 messages ({exc}); `make setup` "
+              "installs them, or source a ROS 2 distribution", file=sys.stderr)
+        return 1
+    try:
+        with param_client.connect(args.node, args.timeout) as node:
+            if args.action == "list":
+                print("\n".join(node.names()))
+            elif args.action == "get":
+                print(param_client.show(node.get(args.name)))
+            elif args.action == "describe":
+                print("\n".join(node.describe(name).text() for name in args.name))
+            else:
+                value = node.set(args.name, args.value)
+                print(f"{node.path}: {args.name} = {param_client.show(value)}")
+    except RuntimeError as exc:
+        print(f"genpol param {args.action}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def _node_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -204,10 +251,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    if args.keyboard:
+        return _record_keyboard(args)
     if not args.sim:
-        raise SystemExit("genpol record: only --sim is implemented: on a real arm, run the "
-                         "teleop and recorder nodes and call /recorder/start_episode and "
-                         "/recorder/stop_episode (README: Recording demonstrations)")
+        raise SystemExit("genpol record: give --sim (scripted experts in simulation) or "
+                         "--keyboard (episodes of a running recorder node, beside a leader "
+                         "arm's driver and teleop, started and stopped by key)")
+    if not args.out:
+        raise SystemExit("genpol record --sim: --out DIR is required (the dataset directory)")
     from genpol.jobs.record import RecordSettings, record_sim
 
     settings = RecordSettings(task=args.task, episodes=args.episodes, out=args.out,
@@ -227,6 +278,28 @@ def cmd_record(args: argparse.Namespace) -> int:
     return _guarded("record", record)
 
 
+def _record_keyboard(args: argparse.Namespace) -> int:
+    """`genpol record --keyboard`: the recorder's own parameters decide what goes where, so the
+    --sim options are refused rather than silently ignored."""
+    if args.sim:
+        raise SystemExit("genpol record: --keyboard drives a recorder that runs elsewhere and "
+                         "--sim starts its own graph; give one of them")
+    if args.out:
+        raise SystemExit("genpol record --keyboard: the recorder's dataset_dir parameter "
+                         "decides where episodes go; drop --out (set dataset_dir where the "
+                         "recorder starts: config/recorder.yaml, or `python -m "
+                         "genpol.nodes.recorder --ros-args -p dataset_dir:=DIR`)")
+    from genpol.jobs import record_keyboard
+
+    code = 0
+
+    def drive() -> None:
+        nonlocal code
+        code = record_keyboard.run(args.recorder, timeout=args.timeout)
+
+    return _guarded("record", drive) or code
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     if args.action != "build":
         raise SystemExit(f"unknown dataset action {args.action!r}; known: build")
@@ -240,7 +313,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         report = build_dataset(inputs, out, fps=args.fps, cameras=parse_cameras(args.cameras),
                                image_size=parse_size(args.image_size), codec=args.codec,
                                overwrite=args.overwrite,
-                               skip_unsuccessful=args.skip_unsuccessful,
+                               include_unsuccessful=args.include_unsuccessful,
                                state_topic=args.state_topic, action_topic=args.action_topic,
                                task=args.task, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -273,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0)
     t.add_argument("--train-on-padding", action="store_true",
                    help="train on chunk steps past an episode's end (default: masked out)")
+    t.add_argument("--lerobot-units", choices=["degrees", "range"],
+                   help="a dataset recorded with LeRobot: its arm joints in degrees "
+                        "(use_degrees=True) or -100..100 (needs --calibration); asked for only "
+                        "when the values cannot tell")
+    t.add_argument("--calibration", metavar="JSON",
+                   help="the recording arm's LeRobot calibration file: converts a LeRobot "
+                        "dataset to the joint angles genpol's driver setup reads on that arm")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -281,9 +361,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bringup.launch.py`; arguments as name:=value.")
     g.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
                    help="sim, policy_path, executor_mode, rviz, use_mock_hardware, task, "
-                        "seed, scene_seed, scene_spread")
+                        "seed, scene_seed, scene_spread; or NODE.PARAM:=VALUE for any "
+                        "parameter of a node, e.g. planner.inference_rate_hz:=1.0")
     g.add_argument("--duration", type=float, help="stop after this many seconds")
+    g.add_argument("--no-status", action="store_true",
+                   help="do not print the graph's status line (as `genpol status`) every second")
     g.set_defaults(func=cmd_bringup)
+
+    st = sub.add_parser("status", help="the running graph's status in one line",
+                        description="Planner, executor (and sim_arm) status in one line, from "
+                                    "their ~/status topics, printed every second until Ctrl-C, "
+                                    "on this shell's ROS network (ROS_DOMAIN_ID).")
+    st.add_argument("--once", action="store_true", help="print one line and exit")
+    st.add_argument("--timeout", type=float, default=5.0,
+                    help="seconds to wait for the first status (default 5); exit 1 if none")
+    st.set_defaults(func=cmd_status)
+
+    _add_param(sub)
 
     e = sub.add_parser("eval", help="evaluate a policy closed-loop in the simulated ROS graph",
                        description="Starts sim_arm, planner and executor as `genpol bringup` "
@@ -318,11 +412,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("record", help="record demonstrations (rosbag2 MCAP, one bag per episode)",
                        description="--sim: the simulator's scripted experts play through a "
-                                   "leader/follower teleoperation into the recorder node.")
+                                   "leader/follower teleoperation into the recorder node. "
+                                   "--keyboard: a running recorder's episodes (a leader arm's "
+                                   "graph) started, stopped and discarded by key.")
     r.add_argument("--sim", action="store_true", help="record scripted experts in simulation")
+    r.add_argument("--keyboard", action="store_true",
+                   help="start/stop/discard episodes of a running recorder by key: space/s "
+                        "start, Enter/right arrow success, f failed, left arrow/d discard, "
+                        "q/Esc quit (from a pipe: one word a line, start|stop|fail|discard|quit)")
+    r.add_argument("--recorder", default="recorder",
+                   help="--keyboard: the recorder node's name, with its namespace if any")
+    r.add_argument("--timeout", type=float, default=10.0,
+                   help="--keyboard: seconds to wait for the recorder, and for each answer")
     r.add_argument("--task", default="reach_around", help="reach_around or pick_place")
     r.add_argument("--episodes", type=int, default=10)
-    r.add_argument("--out", required=True, help="dataset directory (episode bags go inside)")
+    r.add_argument("--out", help="--sim: dataset directory (episode bags go inside)")
     r.add_argument("--seed", type=int, default=0,
                    help="sim_arm's first start pose, and the experts' mode draws")
     r.add_argument("--scene-seed", type=int, default=-1,
@@ -360,8 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--state-topic", default=topics.JOINT_STATES)
     d.add_argument("--action-topic", default=topics.LEADER_JOINT_STATES)
     d.add_argument("--task", help="task text for episodes whose metadata has none")
-    d.add_argument("--skip-unsuccessful", action="store_true",
-                   help="leave out episodes whose metadata says success: false")
+    d.add_argument("--include-unsuccessful", action="store_true",
+                   help="keep episodes whose metadata says success: false (left out by "
+                        "default, and listed)")
+    d.add_argument("--skip-unsuccessful", action="store_true", help=argparse.SUPPRESS)
     d.add_argument("--overwrite", action="store_true", help="replace an existing output")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_dataset)
@@ -382,6 +488,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_bench(sub)
     return p
+
+
+def _add_param(sub) -> None:
+    """`genpol param list|get|describe|set`: what `ros2 param` does, without a ROS 2 CLI."""
+    p = sub.add_parser("param", help="list, get, describe or set a running node's parameters",
+                       description="A running node's parameters over its parameter services "
+                                   "(no ROS 2 CLI needed), on this shell's ROS network "
+                                   "(ROS_DOMAIN_ID). Values are typed as `ros2 param set` "
+                                   "types them; an integer given for a double is sent as one.")
+    actions = p.add_subparsers(dest="action", required=True)
+
+    def action(name: str, helptext: str) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=helptext, description=helptext)
+        a.add_argument("node", metavar="NODE", help="node name: planner or /planner")
+        a.add_argument("--timeout", type=float, default=5.0,
+                       help="seconds to wait for the node (default 5)")
+        a.set_defaults(func=cmd_param)
+        return a
+
+    action("list", "the node's parameter names")
+    action("get", "a parameter's value").add_argument("name", metavar="NAME")
+    action("describe", "parameters' types, descriptions and limits").add_argument(
+        "name", metavar="NAME", nargs="+")
+    s = action("set", "set a parameter; a refusal prints the node's reason (exit 1)")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("value", metavar="VALUE",
+                   help="YAML scalar or list: true, 8, 2.5, text, [a, b]")
 
 
 def _add_bench(sub) -> None:

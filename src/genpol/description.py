@@ -17,18 +17,20 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from genpol import robot
+from genpol.calibration import Calibration
 
 DEFAULT_PLUGIN = "mock_components/GenericSystem"
-#: The ros2_control driver SO-101 owners run for the Feetech STS3215 bus servos
-#: (github.com/JafarAbdi/feetech_ros2_driver): the serial port as a hardware parameter, each
-#: joint's servo ID (LeRobot's SO-101 numbering, 1 = shoulder_pan ... 6 = gripper) per joint.
+#: The ros2_control driver SO-101 owners run for the Feetech STS3215 bus servos, in the version
+#: the generated parameters target (calibration.DRIVER: 0.2.2, read from its source): hardware
+#: param `usb_port`; per joint `id` (bus id) and `offset` (ticks read as 0 rad); nothing else.
 FEETECH_PLUGIN = "feetech_ros2_driver/FeetechHardwareInterface"
 
 
-def feetech_params(usb_port: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """(hardware params, per-joint params) for FEETECH_PLUGIN on `usb_port`."""
-    return ({"usb_port": usb_port},
-            {name: {"id": str(i + 1)} for i, name in enumerate(robot.JOINT_NAMES)})
+def feetech_params(usb_port: str, cal: Calibration) -> tuple[dict[str, str],
+                                                              dict[str, dict[str, str]]]:
+    """(hardware params, per-joint params) for FEETECH_PLUGIN on `usb_port`, each joint's id and
+    offset from the arm's calibration (genpol.calibration)."""
+    return {"usb_port": usb_port}, cal.driver_joint_params()
 URDF_PATH = Path(__file__).resolve().parents[2] / "config" / "so101.urdf"
 TIP_SITE = "gripper_tip"
 
@@ -100,7 +102,8 @@ def _urdf_joint(jf: robot.JointFrame, limit: robot.JointLimit) -> list[str]:
 
 def _ros2_control(name: str, plugin: str, params: Mapping[str, str],
                   initial: Sequence[float] | np.ndarray,
-                  joint_params: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+                  joint_params: Mapping[str, Mapping[str, str]] | None = None,
+                  commands: bool = True) -> list[str]:
     out = [f'  <ros2_control name="{name}" type="system">',
            "    <hardware>",
            f"      <plugin>{escape(plugin)}</plugin>"]
@@ -110,11 +113,12 @@ def _ros2_control(name: str, plugin: str, params: Mapping[str, str],
         out.append(f'    <joint name="{limit.name}">')
         out += [f"      <param name={quoteattr(k)}>{escape(str(v))}</param>"
                 for k, v in (joint_params or {}).get(limit.name, {}).items()]
+        if commands:
+            out += ['      <command_interface name="position">',
+                    f'        <param name="min">{_f(limit.lower)}</param>',
+                    f'        <param name="max">{_f(limit.upper)}</param>',
+                    "      </command_interface>"]
         out += [
-                '      <command_interface name="position">',
-                f'        <param name="min">{_f(limit.lower)}</param>',
-                f'        <param name="max">{_f(limit.upper)}</param>',
-                "      </command_interface>",
                 '      <state_interface name="position">',
                 f'        <param name="initial_value">{_f(q0)}</param>',
                 "      </state_interface>",
@@ -126,13 +130,15 @@ def _ros2_control(name: str, plugin: str, params: Mapping[str, str],
 
 def urdf(hardware_plugin: str = DEFAULT_PLUGIN, hardware_params: Mapping[str, str] | None = None,
          initial_positions: Sequence[float] | None = None, name: str = "so101",
-         joint_params: Mapping[str, Mapping[str, str]] | None = None) -> str:
+         joint_params: Mapping[str, Mapping[str, str]] | None = None,
+         commands: bool = True) -> str:
     """The robot_description: links, the six revolute joints with limits, a fixed gripper_tip
     frame, and a <ros2_control> system using `hardware_plugin` (mock hardware by default).
 
     Every joint offers a position command interface (bounded by its limits) and position and
     velocity state interfaces, which is what joint_trajectory_controller and
-    joint_state_broadcaster in config/controllers.yaml claim.
+    joint_state_broadcaster in config/controllers.yaml claim. commands=False: state interfaces
+    only, for a leader arm (the Feetech driver turns the torque of such joints off).
     """
     initial = np.zeros(len(robot.JOINTS)) if initial_positions is None else initial_positions
     if len(initial) != len(robot.JOINTS):
@@ -154,7 +160,8 @@ def urdf(hardware_plugin: str = DEFAULT_PLUGIN, hardware_params: Mapping[str, st
               f'    <child link="{TIP_SITE}"/>',
               f'    <origin xyz="{_v(robot.TIP_XYZ)}" rpy="0 0 0"/>',
               "  </joint>"]
-    lines += _ros2_control(name, hardware_plugin, hardware_params or {}, initial, joint_params)
+    lines += _ros2_control(name, hardware_plugin, hardware_params or {}, initial, joint_params,
+                           commands)
     lines.append("</robot>")
     return "\n".join(lines) + "\n"
 

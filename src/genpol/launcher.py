@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,15 +31,27 @@ from genpol import graph
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 
-def parse_launch_args(items: Sequence[str]) -> dict[str, str]:
-    """name:=value pairs, as ros2 launch takes them."""
+def _pairs(items: Sequence[str]) -> dict[str, str]:
     args = {}
     for item in items:
         name, sep, value = item.partition(":=")
         if not sep:
             raise ValueError(f"launch arguments look like name:=value, got {item!r}")
         args[name] = value
-    return graph.resolve_arguments(args)
+    return args
+
+
+def parse_launch_args(items: Sequence[str]) -> dict[str, str]:
+    """name:=value pairs, as ros2 launch takes them."""
+    return graph.resolve_arguments(_pairs(items))
+
+
+def parse_bringup_args(items: Sequence[str]) -> tuple[dict[str, str],
+                                                      dict[str, dict[str, Any]]]:
+    """name:=value pairs: (launch arguments, {node: {parameter: value}} from NODE.PARAM:=VALUE),
+    as graph.resolve takes them; the launch file splits them the same way."""
+    args, overrides = graph.split_arguments(_pairs(items))
+    return graph.resolve_arguments(args), overrides
 
 
 def _external_executable(node: graph.ResolvedNode) -> str:
@@ -64,14 +77,22 @@ def node_argv(node: graph.ResolvedNode, workdir: Path) -> list[str]:
         argv = [_external_executable(node)]
     argv += list(node.arguments)
     argv += ["--ros-args", "-r", f"__node:={node.name}"]
+    if node.namespace:
+        argv += ["-r", f"__ns:=/{node.namespace}"]
     for path in node.params_files:
         argv += ["--params-file", str(path)]
     if node.params:
-        # Values go through a file too: `-p name:=` cannot carry an empty string.
-        extra = workdir / f"{node.name}.overrides.yaml"
-        extra.write_text(yaml.safe_dump({node.name: {"ros__parameters": node.params}}))
+        # Values go through a file too: `-p name:=` cannot carry an empty string. Keyed by the
+        # full name: a namespaced node does not match its bare name.
+        extra = workdir / f"{process_name(node)}.overrides.yaml"
+        extra.write_text(yaml.safe_dump({node.full_name: {"ros__parameters": node.params}}))
         argv += ["--params-file", str(extra)]
     return argv
+
+
+def process_name(node: graph.ResolvedNode) -> str:
+    """The supervisor's (and the log file's) name for a node: unique across namespaces."""
+    return f"{node.namespace}.{node.name}" if node.namespace else node.name
 
 
 def parent_death_signal():
@@ -138,7 +159,7 @@ class Supervisor:
         if self._workdir is None:
             self._workdir = tempfile.TemporaryDirectory(prefix=f"genpol-{self.tag}-")
         workdir = Path(self._workdir.name)
-        argvs = [(node.name, node_argv(node, workdir)) for node in nodes]
+        argvs = [(process_name(node), node_argv(node, workdir)) for node in nodes]
         for name, argv in argvs:
             self.start(name, argv)
 
@@ -227,16 +248,31 @@ class Supervisor:
         return {name: p.returncode for name, p in self.procs.items()}
 
 
-def bringup(launch_args: Sequence[str], duration: float | None = None) -> int:
-    """Start every node; stop them all on Ctrl-C, SIGTERM, `duration` or the first one dying."""
-    nodes = graph.resolve(parse_launch_args(launch_args))
+def status_line(enabled: bool = True) -> contextlib.AbstractContextManager:
+    """The graph's status line on stdout once a second for the `with` block
+    (genpol.nodes.status_client); nothing where it is off or rclpy is missing."""
+    if not enabled:
+        return contextlib.nullcontext()
+    try:
+        from genpol.nodes import status_client
+    except ImportError:
+        return contextlib.nullcontext()
+    return status_client.printing()
+
+
+def bringup(launch_args: Sequence[str], duration: float | None = None,
+            status: bool = True) -> int:
+    """Start every node; stop them all on Ctrl-C, SIGTERM, `duration` or the first one dying.
+    `status`: print the graph's status line once a second meanwhile."""
+    nodes = graph.resolve(*parse_bringup_args(launch_args))
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set())
            for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Supervisor() as supervisor:
             supervisor.start_graph(nodes)
-            return supervisor.watch(duration, stop)
+            with status_line(status):  # stopped before the graph, so it never reports it gone
+                return supervisor.watch(duration, stop)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

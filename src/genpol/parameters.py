@@ -1,9 +1,9 @@
 """Every node's parameters, defined once: name, default, description, and what values are allowed.
 
 Plain data (no rclpy): genpol.nodes.params declares a table with rclpy ParameterDescriptors, so
-`ros2 param describe` documents each parameter and rclpy itself refuses a read-only or
-out-of-range value; config/<node>.yaml holds the same names and defaults (a test keeps them equal)
-and stays the file users edit and launch passes.
+`genpol param describe` (or `ros2 param describe`) documents each parameter and rclpy itself
+refuses a read-only or out-of-range value; config/<node>.yaml holds the same names and defaults
+(a test keeps them equal) and stays the file users edit and launch passes.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ EXECUTOR: tuple[Param, ...] = (
     Param("lookahead_points", 5, "points per published trajectory", range=(1, 100)),
     Param("velocity_scale", 1.0, "fraction of robot.py's joint velocity limits allowed; start low "
                                  "on a real arm (e.g. 0.3)", range=(0.01, 1.0)),
+    Param("start_margin_rad", 0.2, "the first measured position (after start or ~/reset) may be "
+                                   "this far outside the joint limits; beyond it nothing is "
+                                   "commanded (a calibration fault)", range=(0.0, 3.2),
+          read_only=True),
     Param("tick_source", "thread", "thread: own thread at absolute deadlines; timer: an rclpy "
                                    "wall timer (always the timer with use_sim_time)",
           choices=("thread", "timer")),

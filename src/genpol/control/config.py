@@ -30,6 +30,9 @@ class ExecutorConfig:
     upper: list[float] | None = None  # rad
     max_velocity: list[float] | None = None  # rad/s
     velocity_scale: float = 1.0  # fraction of max_velocity allowed; start low (e.g. 0.3)
+    #: how far outside its limits the first measured position (after start or a reset) may be;
+    #: beyond it nothing is commanded: that is a calibration or wiring fault, not a pose
+    start_margin_rad: float = 0.2
 
     def __post_init__(self) -> None:
         self.validate()
@@ -58,6 +61,10 @@ class ExecutorConfig:
             raise ValueError(
                 f"velocity_scale must be in (0, 1], got {self.velocity_scale!r}; start with 0.3 "
                 "(to allow more than robot.py's limits, set max_velocity explicitly)")
+
+        if not (_finite(self.start_margin_rad) and self.start_margin_rad >= 0):
+            raise ValueError(f"start_margin_rad must be >= 0, got {self.start_margin_rad!r}; "
+                             "e.g. 0.2")
 
         self.joint_names = [str(n) for n in self.joint_names]
         if not self.joint_names:

@@ -33,8 +33,9 @@ class Command:
 
     times: np.ndarray  # (P,) seconds from now
     positions: np.ndarray  # (P, J) in config.joint_names order; (0, J) = publish nothing
-    source: str  # "chunk" or "hold"
+    source: str  # "chunk", "hold" or "fault"
     warnings: list[str] = field(default_factory=list)
+    speed_scale: float = 1.0  # < 1: the speed limit scaled the chunks' steps down to this
 
 
 class ChunkExecutor:
@@ -53,6 +54,7 @@ class ChunkExecutor:
         self._commanded: np.ndarray | None = None
         self._held: np.ndarray | None = None  # the first measured position, held until a chunk
         self._not_before = -np.inf  # chunks stamped earlier belong to a finished episode
+        self._fault: str | None = None  # the start-up check's refusal, until a reset
         self._lock = threading.RLock()
 
     def reset(self, now: float) -> None:
@@ -67,6 +69,13 @@ class ChunkExecutor:
             self._held = None
             self._measured[:] = np.nan
             self._not_before = float(now)
+            self._fault = None
+
+    @property
+    def fault(self) -> str | None:
+        """Why nothing is commanded (the first measured position failed the start-up check)."""
+        with self._lock:
+            return self._fault
 
     @property
     def num_chunks(self) -> int:
@@ -147,6 +156,12 @@ class ChunkExecutor:
             self._chunks.clear()
             self._newest_stamp = None
         self._last_tick = now
+        if self._fault is None and self._commanded is None and self._held is None:
+            first = self.measured
+            self._fault = None if first is None else self._start_fault(first)
+        if self._fault is not None:
+            return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), "fault",
+                           [self._fault])
         self._chunks = [c for c in self._chunks
                         if now - c.stamp <= self.config.max_chunk_age_s
                         and c.end >= now - TIME_EPS]
@@ -194,7 +209,7 @@ class ChunkExecutor:
                             "moving back inside at the speed limit")
         points = np.clip(points, np.minimum(self._lower, start), np.maximum(self._upper, start))
         self._commanded = points[0].copy()
-        return Command(self._offsets.copy(), points, "chunk", warnings)
+        return Command(self._offsets.copy(), points, "chunk", warnings, scale)
 
     def _hold(self, warnings: list[str]) -> Command:
         # Before any chunk: hold the first measured position, fixed, as a trajectory controller
@@ -207,6 +222,25 @@ class ChunkExecutor:
             return self._empty(warnings)
         points = np.repeat(position[None, :], len(self._offsets), axis=0)
         return Command(self._offsets.copy(), points, "hold", warnings)
+
+    def _start_fault(self, first: np.ndarray) -> str | None:
+        """The start-up check: a joint measured far outside its limits before anything was
+        commanded is a calibration fault (a zero off by a half turn reads about pi away), and
+        driving it "back inside" would swing the arm at full range. Command nothing instead."""
+        margin = self.config.start_margin_rad
+        out = [(n, v, lo, hi) for n, v, lo, hi in zip(self.config.joint_names, first,
+                                                       self._lower, self._upper, strict=True)
+               if v < lo - margin or v > hi + margin]
+        if not out:
+            return None
+        what = "; ".join(f"{n} reads {v:.2f} rad, its limits are [{lo:.2f}, {hi:.2f}]"
+                         for n, v, lo, hi in out)
+        return (f"not commanding the arm: the first measured position is outside the joint "
+                f"limits by more than start_margin_rad {margin:g} ({what}). Likely cause: the "
+                "arm's calibration does not match genpol's joint zero (about 3.14 rad off: the "
+                "driver has no offsets; start with calibration:=<your LeRobot calibration "
+                "JSON>), a servo wired to the wrong id, or a joint pushed past its limit by "
+                "hand. Fix it, then call the executor's ~/reset.")
 
     def _empty(self, warnings: list[str]) -> Command:
         return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), "hold", warnings)

@@ -86,12 +86,14 @@ def find_bags(inputs: Sequence[str | Path]) -> list[Path]:
 def build_dataset(inputs: Sequence[str | Path], out: str | Path, *, fps: float | None = None,
                   cameras: Mapping[str, str] | None = None,
                   image_size: tuple[int, int] | None = None, codec: str = "h264",
-                  overwrite: bool = False, skip_unsuccessful: bool = False,
+                  overwrite: bool = False, include_unsuccessful: bool = False,
                   state_topic: str = STATE_TOPIC, action_topic: str = ACTION_TOPIC,
                   task: str | None = None, progress: bool = True,
                   log: Callable[[str], None] = print) -> BuildReport:
     """Align every episode found under `inputs` to `fps` (default: the episodes' recorded fps)
-    and write them as one LeRobot v3.0 dataset at `out`."""
+    and write them as one LeRobot v3.0 dataset at `out`. Episodes whose metadata says success:
+    false are left out (a failed demonstration teaches the failure) unless include_unsuccessful;
+    the report lists each one left out."""
     from tqdm.auto import tqdm
 
     from genpol.data.lerobot_write import DatasetWriter
@@ -113,8 +115,9 @@ def build_dataset(inputs: Sequence[str | Path], out: str | Path, *, fps: float |
             if status in SKIPPED_STATUSES:
                 report.skipped.append((str(bag), SKIPPED_STATUSES[status]))
                 continue
-            if skip_unsuccessful and meta.get("success") is False:
-                report.skipped.append((str(bag), "not successful"))
+            if not include_unsuccessful and meta.get("success") is False:
+                report.skipped.append((str(bag), "not successful (--include-unsuccessful "
+                                                 "keeps it)"))
                 continue
             if status == "incomplete":
                 report.notes.append(f"{bag.name}: incomplete recording (recorder stopped "

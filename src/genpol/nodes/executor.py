@@ -8,11 +8,17 @@ executor behind the subscription callbacks and the executor's own bookkeeping, w
 CPU shared with the planner and the simulator costs milliseconds of jitter (`genpol bench
 executor` measures both). Subscriptions stay on the rclpy executor; the core is thread-safe.
 With use_sim_time the ROS timer is used, since only it follows simulated time.
+
+~/status (std_msgs/String, JSON, latched, once a second) says what it receives, drops and how
+often the speed limit bites, for `genpol status`. Warnings repeated every tick ("speed limited",
+a stale chunk) are counted there and summarised in the log (genpol.warning_counter) rather than
+logged each time; a start-up fault stays an error, repeated every few seconds.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import threading
@@ -23,6 +29,7 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker
@@ -32,8 +39,11 @@ from genpol.control import ChunkExecutor, ExecutorConfig
 from genpol.nodes import params
 from genpol.nodes.markers import executed_path_marker
 from genpol.nodes.messages import duration_msg, duration_s, stamp_s, trajectory_msg
+from genpol.nodes.qos import LATCHED
 from genpol.nodes.spin import run_node
 from genpol.parameters import EXECUTOR, controller_topic_param
+from genpol.recent import Recent
+from genpol.warning_counter import WarningCounter, kind_of
 
 #: threads of the rclpy executor that runs the subscriptions (and the timer, tick_source timer).
 #: One: the tick has its own thread, the callbacks share one mutually exclusive group anyway, and
@@ -50,7 +60,7 @@ class ExecutorNode(Node):
         self.config = ExecutorConfig(
             rate_hz=p["rate_hz"], mode=p["mode"], ensemble_m=p["ensemble_m"],
             max_chunk_age_s=p["max_chunk_age_s"], lookahead_points=p["lookahead_points"],
-            velocity_scale=p["velocity_scale"])
+            velocity_scale=p["velocity_scale"], start_margin_rad=p["start_margin_rad"])
         self.core = ChunkExecutor(self.config)
         #: controller -> (its publisher, the columns of its joints in config.joint_names)
         self.controllers = {
@@ -70,6 +80,13 @@ class ExecutorNode(Node):
         self.chunks_received = 0
         self.chunks_accepted = 0
         self.commands_published = 0
+        self.last_source = ""  # what the last tick commanded: chunk, hold or fault
+        # For ~/status: per tick of the last 5 s, 1 if speed limited; and the scales applied.
+        self._limited = Recent(window_s=5.0)
+        self._scales = Recent(window_s=5.0)
+        self.warnings = WarningCounter()
+        self.status_pub = self.create_publisher(String, "~/status", LATCHED)
+        self.create_timer(1.0, self._publish_status)
         #: monotonic start time of every tick, when record_tick_times() asked for it
         self.tick_times: collections.deque[float] | None = None
 
@@ -93,6 +110,7 @@ class ExecutorNode(Node):
         self.get_logger().info(
             f"executor: {self.config.mode} at {self.config.rate_hz:g} Hz "
             f"({self.tick_source} ticks), {self.config.lookahead_points} points per command")
+        self._publish_status()
 
     def _check(self, p: Parameter) -> str:
         """A busy-wait of more than half a tick would leave the other threads no time."""
@@ -124,22 +142,23 @@ class ExecutorNode(Node):
     def _on_chunk(self, msg: JointTrajectory) -> None:
         self.chunks_received += 1
         if not msg.points:
-            self.get_logger().warning("dropped an empty action chunk")
+            self._warn("dropped an empty action chunk", "empty chunk")
             return
         times = np.array([duration_s(p.time_from_start) for p in msg.points])
         try:
             positions = np.array([p.positions for p in msg.points], dtype=float)
         except ValueError:
-            self.get_logger().warning("dropped a chunk whose points differ in length")
+            self._warn("dropped a chunk whose points differ in length", "ragged chunk")
             return
         result = self.core.add_chunk(stamp_s(msg.header.stamp), list(msg.joint_names), times,
                                      positions, now=self._now())
         if result.accepted:
             self.chunks_accepted += 1
         else:
-            self.get_logger().warning(f"dropped action chunk: {result.reason}")
+            reason = result.reason.removeprefix("dropped: ")
+            self._warn(f"dropped action chunk: {reason}", kind_of(reason))
         for w in result.warnings:
-            self.get_logger().warning(w, throttle_duration_sec=1.0)
+            self._warn(w)
 
     def _tick_loop(self) -> None:
         """Tick at absolute deadlines k * dt from the start: lateness never accumulates, and
@@ -194,8 +213,16 @@ class ExecutorNode(Node):
             self.tick_times.append(time.monotonic())
         cmd = self.core.tick(self._now())
         self.ticks += 1
+        self.last_source = cmd.source
+        mono = time.monotonic()
+        self._limited.add(mono, cmd.speed_scale < 1.0)
+        if cmd.speed_scale < 1.0:
+            self._scales.add(mono, cmd.speed_scale)
         for w in cmd.warnings:
-            self.get_logger().warning(w, throttle_duration_sec=1.0)
+            if cmd.source == "fault":
+                self.get_logger().error(w, throttle_duration_sec=5.0)
+            else:
+                self._warn(w)
         if len(cmd.positions) == 0:
             return  # nothing measured or commanded yet: publish nothing rather than guess
         durations = [duration_msg(t) for t in cmd.times]
@@ -205,6 +232,30 @@ class ExecutorNode(Node):
                                              cmd.positions[:, columns]))
         self.commands_published += 1
         self._path.append(cmd.positions[0])
+
+    def _warn(self, text: str, kind: str | None = None) -> None:
+        """Log a warning the first time of its kind, then as a summary at most every 30 s."""
+        line = self.warnings.add(text, time.monotonic(), kind)
+        if line:
+            self.get_logger().warning(line)
+
+    def status(self) -> dict[str, Any]:
+        """What ~/status publishes (genpol.status_line formats it)."""
+        now = time.monotonic()
+        scales = self._scales.values(now)
+        return {
+            "mode": self.config.mode, "velocity_scale": self.config.velocity_scale,
+            "rate_hz": self.config.rate_hz, "ticks": self.ticks, "command": self.last_source,
+            "chunks_received": self.chunks_received, "chunks_accepted": self.chunks_accepted,
+            "chunks_dropped": self.chunks_received - self.chunks_accepted,
+            "speed_limited": round(self._limited.mean(now) or 0.0, 3),
+            "speed_scale": round(float(scales.min()), 3) if scales.size else None,
+            "fault": self.core.fault or "", "warnings": self.warnings.counts()}
+
+    def _publish_status(self) -> None:
+        for line in self.warnings.due(time.monotonic()):
+            self.get_logger().warning(line)
+        self.status_pub.publish(String(data=json.dumps(self.status())))
 
     def _publish_path(self) -> None:
         points = list(self._path)
