@@ -82,6 +82,41 @@ def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
         assert steps.max() <= robot.velocity_limits()[:5].max() / 50.0 + 1e-6
 
 
+def test_a_calibration_fault_at_start_up_commands_nothing_until_a_reset(ros):
+    """The first joint state half a turn off (a missing driver offset): the executor never
+    publishes, not even a hold, and says why; after the fix and ~/reset it holds as usual."""
+    from std_srvs.srv import Trigger
+
+    node = ExecutorNode()
+    probe = rclpy.create_node("probe")
+    arm = TopicCollector(probe, JointTrajectory, "/arm_controller/joint_trajectory")
+    state_pub = probe.create_publisher(JointState, "/joint_states", 10)
+    chunk_pub = probe.create_publisher(JointTrajectory, "/genpol/action_chunk", 10)
+    reset = probe.create_client(Trigger, "/executor/reset")
+    off = HOME + np.array([0.0, 0.0, math.pi, 0.0, 0.0, 0.0])  # elbow_flex half a turn off
+    with spinning(node, probe):
+        assert wait_for(lambda: node.ticks >= 5, timeout=5)
+        for _ in range(5):
+            state_pub.publish(_joint_state(probe, off))
+            chunk_pub.publish(_chunk(probe, off, off))
+        # the state arrived and was judged: the fault names the joint
+        assert wait_for(lambda: node.core.fault is not None, timeout=5), "no state arrived"
+        assert "elbow_flex" in node.core.fault and node.chunks_received >= 1
+        ticks = node.ticks
+        assert wait_for(lambda: node.ticks >= ticks + 25, timeout=5)
+        assert len(arm) == 0 and node.last_source == "fault"
+        assert reset.wait_for_service(timeout_sec=5)
+        future = reset.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout=5) and future.result().success
+        for _ in range(3):
+            state_pub.publish(_joint_state(probe, HOME))
+        assert wait_for(lambda: len(arm) >= 5, timeout=5)
+        assert node.core.fault is None
+        assert np.allclose(arm.messages[-1].points[0].positions, HOME[:5])
+    probe.destroy_node()
+    node.destroy_node()
+
+
 def test_executor_tick_sources_and_their_parameters(ros):
     """Both tick sources tick at rate_hz; a bad tick_source or spin is refused at start-up."""
     for source in ("thread", "timer"):
