@@ -82,6 +82,8 @@ def test_status_line_from_the_statuses():
     assert "policy none (load failed: checkpoint '/x' does not exist)" in idle
     assert "(refused num_samples=0" in idle and "executor FAULT not commanding the arm" in idle
     assert "warn" not in idle
+    halted = format_line({**PLANNER, "halted": "flow sampled NaN"}, EXECUTOR)
+    assert "policy flow rtc n=8" in halted and "HALTED (flow sampled NaN)" in halted
 
 
 # ---- over real rclpy ------------------------------------------------------------------------

@@ -1,15 +1,19 @@
 """The planner's core, free of ROS: which policy runs, and turning an observation into chunks.
 
-A policy swap is checked cheaply and synchronously (so a bad path is refused in the parameter
-result), loaded off the caller's thread, and switched in with one reference assignment, so a
-chunk is always sampled by exactly one policy; of overlapping swaps the last request wins.
-Which sampled chunk runs is genpol.control.selection's choice.
+A policy swap is vetted in full before it is accepted (genpol.policies.vetting: every file, a
+dry run inside the joint limits), so a bad path is refused in the parameter result and the
+running policy stays; the vetted policy is then switched in with one reference assignment, so
+a chunk is always sampled by exactly one policy. Requests are numbered and an older one never
+replaces a newer one. A policy that samples NaN or inf is halted: nothing is planned from it
+until another is installed. Which sampled chunk runs is genpol.control.selection's choice.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +45,32 @@ def check_checkpoint(path: str) -> str:
 
 
 SUPERSEDED = "superseded by a later request"
+#: how far past a joint limit a dry-run chunk may reach (rad)
+LIMIT_TOLERANCE_RAD = 0.05
+
+
+def vet_policy(path: str, device: str = "cpu") -> Policy:
+    """The policy at `path`, loaded and tried once for this arm; CheckpointError if unfit."""
+    from genpol.policies.vetting import vet
+
+    reason = check_checkpoint(path)
+    if reason:
+        raise CheckpointError(reason)
+    limits = {j.name: (j.lower, j.upper) for j in robot.JOINTS}
+    return vet(path, device, limits, LIMIT_TOLERANCE_RAD)
+
+
+class PolicyHalted(RuntimeError):
+    """The running policy sampled a non-finite chunk; nothing is planned from it any more."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A vetted policy waiting to be installed; `request` orders it among swap requests."""
+
+    request: int
+    path: str
+    policy: Policy
 
 
 def resolve_device(name: str) -> str:
@@ -54,9 +84,9 @@ def resolve_device(name: str) -> str:
 class PolicyHolder:
     """Holds the running policy and samples chunks for one observation at a time.
 
-    Loads may overlap (two quick swaps); each request is numbered and a finished load switches
-    in only if no later request was made meanwhile, so the last request wins however long each
-    load takes.
+    Loads may overlap (two quick swaps); each request is numbered, and a policy is installed
+    only if no later request has been installed, so an older load that ends last never replaces
+    a newer one.
     """
 
     def __init__(self, device: str = "auto", cpu_threads: int = 0):
@@ -69,16 +99,50 @@ class PolicyHolder:
             torch.set_num_threads(cpu_threads)
         self.policy: Policy | None = None
         self.path = ""
+        self.loaded_at = ""  # ISO time the running policy was installed
         self._lock = threading.Lock()
         self._latest = 0  # number of the latest load request
+        self._installed = 0  # number of the request that runs
+        self._halted: tuple[Policy, str] | None = None
 
     def load(self, path: str) -> None:
-        """Load now (on this thread) and switch to it; raises CheckpointError on failure."""
-        self._load(path, self._new_request())
+        """Vet now (on this thread) and switch to it; raises CheckpointError if unfit."""
+        self.install(self.prepare(path))
+
+    def prepare(self, path: str) -> Candidate:
+        """Number a swap request and vet its checkpoint (CheckpointError if unfit)."""
+        request = self._new_request()
+        return Candidate(request, path, vet_policy(path, self.device))
+
+    def superseded(self, candidate: Candidate) -> bool:
+        """True if a later request was made while `candidate` was vetted."""
+        with self._lock:
+            return candidate.request != self._latest
+
+    def install(self, candidate: Candidate, latest_only: bool = False) -> bool:
+        """Run `candidate` unless a later request runs already (with `latest_only`: unless any
+        later request was made); True if it runs now."""
+        with self._lock:
+            if candidate.request <= self._installed or (
+                    latest_only and candidate.request != self._latest):
+                return False
+            self._installed = candidate.request
+            # one assignment each: sample() reads self.policy once, so the swap is atomic
+            self.policy, self.path = candidate.policy, candidate.path
+            self.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._halted = None
+        return True
+
+    @property
+    def halted(self) -> str:
+        """Why the running policy was halted, empty if it plans."""
+        halted = self._halted
+        return halted[1] if halted is not None and halted[0] is self.policy else ""
 
     def load_in_background(self, path: str, done: Callable[[str, str], None]) -> None:
-        """Load on a worker thread; `done(path, error)` is called after: error empty once the
-        policy runs, else why not (a failure, or a later request that superseded this one)."""
+        """Load on a worker thread, without vetting's dry run (the planner vets synchronously
+        instead: prepare, then install); `done(path, error)` is called after: error empty once
+        the policy runs, else why not (a failure, or a later request that superseded this one)."""
         request = self._new_request()
 
         def work() -> None:
@@ -104,11 +168,7 @@ class PolicyHolder:
         if reason:
             raise CheckpointError(reason)
         policy = load_policy(path, device=self.device)
-        with self._lock:
-            if request != self._latest:
-                return False
-            self.policy, self.path = policy, path  # one assignment: the swap is atomic
-        return True
+        return self.install(Candidate(request, path, policy), latest_only=True)
 
     def sample(self, positions_by_name: Mapping[str, float],
                images: Mapping[str, np.ndarray] | None, num_samples: int,
@@ -126,6 +186,8 @@ class PolicyHolder:
         policy = self.policy
         if policy is None:
             raise RuntimeError("no policy loaded")
+        if self.halted:
+            raise PolicyHalted(self.halted)
         names = policy.config.joint_names
         missing = [n for n in names if n not in positions_by_name]
         if missing:
@@ -141,7 +203,21 @@ class PolicyHolder:
             steps = steps(policy)
         chunks = policy.predict_chunks(state, cams or None, num_samples, prefix=prefix,
                                        steps=steps if steps and policy.takes_noise else None)
+        if not np.isfinite(chunks).all():
+            self._halt(policy, int((~np.isfinite(chunks)).sum()), chunks.size)
         return policy, chunks, prefix
+
+    def _halt(self, policy: Policy, bad: int, size: int) -> None:
+        """Stop planning from `policy`; PolicyHalted, or ValueError if it was replaced while it
+        sampled (its chunk is dropped, the new policy plans on)."""
+        with self._lock:
+            if policy is not self.policy:
+                raise ValueError("a replaced policy sampled NaN or inf; its chunk is dropped")
+            reason = (f"policy {self.path} sampled a non-finite chunk ({bad} of {size} values NaN "
+                      "or inf); nothing is planned from it: set policy_path to a checkpoint "
+                      "(the same one reloads it) to plan again")
+            self._halted = (policy, reason)
+        raise PolicyHalted(reason)
 
 
 def _fit(img: np.ndarray, shape) -> np.ndarray:

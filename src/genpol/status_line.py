@@ -39,6 +39,8 @@ def planner_part(s: Status) -> str:
         latency = s.get("latency_ms") or {}
         if latency.get("p50") is not None:
             text += f" p50 {latency['p50']:.0f} p99 {latency.get('p99', 0.0):.0f} ms"
+    if s.get("halted"):
+        text += f" HALTED ({short(s['halted'], 50)})"
     if s.get("load_error"):
         text += f" (load failed: {short(s['load_error'], 50)})"
     if s.get("refused"):

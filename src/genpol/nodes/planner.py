@@ -5,7 +5,9 @@ Inference runs on its own thread so subscription callbacks never wait on the pol
 `genpol status`; repeated warnings are counted there and summarised in the log
 (genpol.warning_counter) rather than logged each time.
 `genpol param set planner policy_path <dir>` (or `ros2 param set /planner policy_path <dir>`)
-swaps the policy at run time.
+swaps the policy at run time: the set answers once the checkpoint has been vetted and loaded
+(genpol.planning.vet_policy, about a second on a CPU), and a refused one leaves the running
+policy and the parameter as they were.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from genpol.nodes.messages import duration_msg, stamp_s, time_msg, trajectory_ms
 from genpol.nodes.qos import LATCHED
 from genpol.nodes.spin import run_node
 from genpol.parameters import PLANNER
-from genpol.planning import SUPERSEDED, PolicyHolder, check_checkpoint
+from genpol.planning import SUPERSEDED, Candidate, PolicyHalted, PolicyHolder
+from genpol.policies.checkpoint import CheckpointError
 from genpol.recent import Recent
 from genpol.warning_counter import WarningCounter
 
@@ -76,8 +79,10 @@ class PlannerNode(Node):
         # For ~/status: chunks of the last 5 s, observation-to-chunk latencies of the last 10 s.
         self._published = Recent(window_s=5.0)
         self._latency_ms = Recent(window_s=10.0)
-        self.load_error = ""
-        self.loading = ""  # the path a background load is working on
+        self.load_error = ""  # why the start-up policy_path was refused
+        self.loading = ""  # the path being vetted
+        self.last_refusal = ""  # the last policy_path refused: "path: reason"
+        self._pending: dict[str, Candidate] = {}  # vetted in the on-set callback, for _apply
         self.warnings = WarningCounter()
 
         self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], 10)
@@ -89,13 +94,16 @@ class PlannerNode(Node):
 
         path = p["policy_path"]
         if path:
-            reason = check_checkpoint(path)
+            reason = self._vet(path)
             if reason:
                 self.load_error = reason
-                self.get_logger().error(f"policy_path refused: {reason}")
+                self.last_refusal = f"{path}: {reason}"
+                self.get_logger().error(f"policy_path refused: {reason}; nothing runs until a "
+                                        "good one is set")
+                # the parameter names what runs: nothing (the on-set check is not in place yet)
+                self.set_parameters([Parameter("policy_path", value="")])
             else:
-                self.holder.load(path)
-                self._log_policy()
+                self._install(path)
         else:
             self.get_logger().info("no policy yet: set one with `genpol param set planner "
                                    "policy_path <checkpoint dir>` (or `ros2 param set /planner "
@@ -112,20 +120,53 @@ class PlannerNode(Node):
 
     # ---- parameters ---------------------------------------------------------------------------
     def _check_policy_path(self, changed: list[Parameter]) -> SetParametersResult:
-        """A new policy_path is checked (cheaply) before it is accepted. Registered after
-        start-up: an empty or bad start-up path is logged and the planner waits for a good one."""
+        """A new policy_path is vetted in full and loaded before the set is answered, so a
+        refusal reaches the caller and the running policy stays. Registered after start-up: an
+        empty or bad start-up path is logged and the planner waits for a good one."""
         for p in changed:
-            reason = check_checkpoint(p.value) if p.name == "policy_path" else ""
+            reason = self._vet(p.value) if p.name == "policy_path" else ""
             if reason:
+                self.last_refusal = f"{p.value}: {reason}"
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
+
+    def _vet(self, path: str) -> str:
+        """Empty once `path` is vetted and its policy waits in _pending, else why not."""
+        started = time.monotonic()
+        self.loading = path
+        try:
+            candidate = self.holder.prepare(path)
+        except CheckpointError as exc:
+            return str(exc)
+        except Exception as exc:  # a fault in vetting must refuse, never take the node down
+            return f"checking {path} failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.loading = ""
+        if self.holder.superseded(candidate):
+            return f"{SUPERSEDED} while {path} was checked"
+        self._pending[path] = candidate
+        self.get_logger().info(f"policy {path} vetted in {time.monotonic() - started:.2f} s")
+        return ""
+
+    def _install(self, path: str) -> None:
+        """Run the policy vetted for `path`, unless a later request runs already."""
+        candidate = self._pending.pop(path, None)
+        if candidate is None:
+            self.get_logger().error(f"policy_path {path} was accepted without being vetted; "
+                                    f"{self.holder.path or 'no policy'} keeps running")
+            return
+        self._pending = {k: c for k, c in self._pending.items() if c.request > candidate.request}
+        if self.holder.install(candidate):
+            self.load_error = ""
+            self._log_policy()
+        else:
+            self.get_logger().warning(f"policy {path} not switched in: a later request runs "
+                                      f"({self.holder.path})")
 
     def _apply(self, changed: list[Parameter]) -> None:
         for p in changed:
             if p.name == "policy_path":
-                self.get_logger().info(f"loading policy {p.value} ...")
-                self.loading = p.value
-                self.holder.load_in_background(p.value, self._on_loaded)
+                self._install(p.value)
             elif p.name == "selection":
                 self.selector = ChunkSelector(p.value)
             elif p.name in RUN_TIME:
@@ -143,19 +184,6 @@ class PlannerNode(Node):
             self.timeline.reset()
         response.success, response.message = True, "planner reset"
         return response
-
-    def _on_loaded(self, path: str, error: str) -> None:
-        if error == SUPERSEDED:
-            self.get_logger().info(f"policy {path} loaded but not switched in: {error}")
-            return  # the later request's load reports
-        self.loading = ""
-        if error:
-            self.load_error = f"{path}: {error}"
-            self.get_logger().error(f"could not load {path}: {error}; the previous policy "
-                                    f"({self.holder.path or 'none'}) keeps running")
-        else:
-            self.load_error = ""
-            self._log_policy()
 
     def _log_policy(self) -> None:
         policy = self.holder.policy
@@ -244,8 +272,8 @@ class PlannerNode(Node):
     def _plan_once(self) -> bool:
         with self._lock:
             state, images = self._state, dict(self._images)
-        if state is None or self.holder.policy is None:
-            return False
+        if state is None or self.holder.policy is None or self.holder.halted:
+            return False  # nothing to plan on, or from (a halted policy waits for a new one)
         stamp, positions = state
         now = self.get_clock().now().nanoseconds * 1e-9
         if stamp <= self._last_planned_stamp or now - stamp > self.max_observation_age_s:
@@ -254,6 +282,9 @@ class PlannerNode(Node):
             policy, chunks, prefix = self.holder.sample(positions, images, self.num_samples,
                                                         self._prefix_for(stamp),
                                                         self._steps_for(stamp))
+        except PolicyHalted as exc:
+            self.get_logger().error(str(exc))  # once: planning stops here
+            return False
         except ValueError as exc:
             self._warn(f"not planning: {exc}")
             return False
@@ -311,6 +342,8 @@ class PlannerNode(Node):
             "latency_ms": {"p50": None if p50 is None else round(p50, 1),
                            "p99": None if p99 is None else round(p99, 1)},
             "loading": self.loading, "load_error": self.load_error,
+            "loaded_at": self.holder.loaded_at, "last_refusal": self.last_refusal,
+            "halted": self.holder.halted,
             "refused": params.last_refusal(self), "warnings": self.warnings.counts()}
 
     def _publish_status(self) -> None:
