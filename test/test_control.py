@@ -387,12 +387,14 @@ def test_scenario_chunks_every_100ms_ticks_at_50hz_stay_continuous():
         assert np.all(np.abs(steps) <= max_step + 1e-9), f"jump at t={now}"
         assert np.all(cmd.positions >= robot.lower_limits())
         assert np.all(cmd.positions <= robot.upper_limits())
+        ex.set_measured(prev, NAMES)  # the arm follows a tick behind (never far: no re-anchoring)
         prev = cmd.positions[0]
         if now >= 1.0:  # caught up with the plan despite the offset start
             np.testing.assert_allclose(cmd.positions[0], plan(now + 0.02), atol=0.03)
     assert sources[:3] == ["hold"] * 3  # nothing arrived before 0.05 s
     assert set(sources[3:]) == {"chunk"}
     assert ex.num_chunks <= 11  # old chunks are dropped (1 s of them at most)
+    assert ex.reanchored == 0
 
 
 # --- chunk selection ----------------------------------------------------------------------

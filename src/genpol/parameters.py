@@ -83,6 +83,16 @@ EXECUTOR: tuple[Param, ...] = (
                                    "this far outside the joint limits; beyond it nothing is "
                                    "commanded (a calibration fault)", range=(0.0, 3.2),
           read_only=True),
+    Param("max_chunk_points", 1000, "chunks with more points are dropped unread (their "
+                                    "conversion would cost the tick its time)",
+          range=(1, 100000)),
+    Param("divergence_tolerance_rad", 0.3, "an arm joint measured further than this from every "
+                                           "command of the last tracking_window_s for 2 ticks: "
+                                           "re-anchor at the measured state and drop the "
+                                           "chunks planned before (0: off)", range=(0.0, 3.2)),
+    Param("tracking_window_s", 0.5, "how far back commands count for divergence_tolerance_rad: "
+                                    "the measured state trails the command by the controller's "
+                                    "lag and the state's delay", range=(0.0, 5.0)),
     Param("tick_source", "thread", "thread: own thread at absolute deadlines; timer: an rclpy "
                                    "wall timer (always the timer with use_sim_time)",
           choices=("thread", "timer")),
@@ -91,6 +101,10 @@ EXECUTOR: tuple[Param, ...] = (
           range=(0, 99)),
     Param("tick_spin_s", 0.0005, "wake this early and busy-wait the rest (0: plain sleep); at "
                                  "most half a tick", range=(0.0, 0.5)),
+    Param("spin_priority", 40, "SCHED_FIFO priority of the threads that run the subscriptions "
+                               "(0: normal), below tick_priority: a busy CPU must not stop a "
+                               "thread that holds the interpreter lock the tick needs",
+          range=(0, 99)),
     Param("chunk_topic", topics.ACTION_CHUNK, "action chunks in (JointTrajectory)"),
     Param("state_topic", topics.JOINT_STATES, "measured joint states in"),
     *_controller_topics(),
@@ -101,7 +115,7 @@ EXECUTOR: tuple[Param, ...] = (
 
 PLANNER: tuple[Param, ...] = (
     Param("policy_path", "", "checkpoint directory; empty: wait until one is set. Setting it "
-                             "swaps the policy (loaded in the background; the last set wins)",
+                             "swaps the policy once it is vetted (refused: the old one runs on)",
           read_only=False),
     Param("device", "auto", "torch device; auto: cuda when present, else cpu"),
     Param("cpu_threads", 1, "torch threads on cpu (0: torch's default, one per core)",

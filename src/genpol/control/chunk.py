@@ -49,6 +49,11 @@ def refuse(reason: str) -> tuple[None, ChunkResult]:
     return None, ChunkResult(False, reason)
 
 
+def oversized(points: int, max_points: int) -> str:
+    return (f"oversized: {points} points, max_chunk_points is {max_points} (a chunk "
+            "that long is a planner bug; raise max_chunk_points if it is not)")
+
+
 def check_chunk(config: ExecutorConfig, stamp: float, joint_names: Sequence[str],
                 times_from_start: np.ndarray, positions: np.ndarray,
                 seq: int) -> tuple[Chunk | None, ChunkResult]:
@@ -76,6 +81,8 @@ def check_chunk(config: ExecutorConfig, stamp: float, joint_names: Sequence[str]
     if times.ndim != 1 or times.shape[0] == 0:
         return refuse(f"dropped: need at least one point, times_from_start has shape {times.shape}")
     k = times.shape[0]
+    if k > config.max_chunk_points:
+        return refuse(f"dropped: {oversized(k, config.max_chunk_points)}")
     if pos.shape != (k, len(names)):
         return refuse(f"dropped: positions have shape {pos.shape}, expected ({k}, {len(names)}) "
                       "for the given times and joint names")

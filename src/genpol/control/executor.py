@@ -4,7 +4,9 @@ The ROS node calls add_chunk for every /genpol/action_chunk, set_measured for ev
 /joint_states and tick at rate_hz; it publishes what tick returns. All decisions live here so
 they can be tested without ROS: which chunks still count, how they are merged, and how fast the
 command may move. On anything doubtful the executor holds the last commanded position rather
-than guess, and it never jumps: every step is bounded by the speed limit.
+than guess, and it never jumps: every step is bounded by the speed limit. When the measured
+state leaves the command (genpol.control.divergence), it re-anchors: the limit then counts from
+where the arm is, not from a command the arm never reached.
 
 Thread-safe: add_chunk and set_measured may run on subscription threads while tick runs on the
 node's tick thread. One lock guards the state; validating a chunk happens outside it, so a tick
@@ -21,6 +23,7 @@ import numpy as np
 
 from genpol.control.chunk import Chunk, ChunkResult, check_chunk
 from genpol.control.config import ExecutorConfig
+from genpol.control.divergence import TrackingWatch
 from genpol.control.ensemble import merge
 from genpol.control.interpolate import TIME_EPS, sample
 from genpol.control.limits import limit_steps
@@ -55,6 +58,11 @@ class ChunkExecutor:
         self._held: np.ndarray | None = None  # the first measured position, held until a chunk
         self._not_before = -np.inf  # chunks stamped earlier belong to a finished episode
         self._fault: str | None = None  # the start-up check's refusal, until a reset
+        self._watch = TrackingWatch(config.joint_names, config.divergence_tolerance_rad,
+                                    round(config.tracking_window_s * config.rate_hz) + 1,
+                                    config.divergence_ticks)
+        self.reanchored = 0  # times the measured state left the command and was taken up
+        self.last_reanchor = ""  # why, the last time
         self._lock = threading.RLock()
 
     def reset(self, now: float) -> None:
@@ -70,6 +78,7 @@ class ChunkExecutor:
             self._measured[:] = np.nan
             self._not_before = float(now)
             self._fault = None
+            self._watch.clear()
 
     @property
     def fault(self) -> str | None:
@@ -159,6 +168,8 @@ class ChunkExecutor:
         if self._fault is None and self._commanded is None and self._held is None:
             first = self.measured
             self._fault = None if first is None else self._start_fault(first)
+        if self._fault is None and (self._commanded is not None or self._held is not None):
+            self._check_tracking(now, warnings)
         if self._fault is not None:
             return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), "fault",
                            [self._fault])
@@ -209,7 +220,29 @@ class ChunkExecutor:
                             "moving back inside at the speed limit")
         points = np.clip(points, np.minimum(self._lower, start), np.maximum(self._upper, start))
         self._commanded = points[0].copy()
+        self._watch.commanded(self._commanded)
         return Command(self._offsets.copy(), points, "chunk", warnings, scale)
+
+    def _check_tracking(self, now: float, warnings: list[str]) -> None:
+        """Re-anchor when the arm has left the command (genpol.control.divergence): hold what
+        is measured, drop the chunks planned before that (from a state the arm is no longer
+        in) and move on from the measured state, so the speed limit counts from where the arm
+        is. A measured state beyond the start-up margin is a fault, as at start-up."""
+        measured = self.measured
+        if measured is None:
+            return
+        divergence = self._watch.check(measured, now)
+        if divergence is None:
+            return
+        self._watch.clear()
+        self.reanchored += 1
+        self.last_reanchor = divergence.reason
+        self._fault = self._start_fault(measured, "the measured position after a jump")
+        self._commanded, self._held = measured, None
+        self._not_before = max(self._not_before, divergence.since)
+        self._chunks = [c for c in self._chunks if c.stamp >= self._not_before]
+        warnings.append(f"re-anchored at the measured state: {divergence.reason}; dropped the "
+                        "chunks planned before it")
 
     def _hold(self, warnings: list[str]) -> Command:
         # Before any chunk: hold the first measured position, fixed, as a trajectory controller
@@ -220,10 +253,12 @@ class ChunkExecutor:
         position = self._commanded if self._commanded is not None else self._held
         if position is None:
             return self._empty(warnings)
+        self._watch.commanded(position)
         points = np.repeat(position[None, :], len(self._offsets), axis=0)
         return Command(self._offsets.copy(), points, "hold", warnings)
 
-    def _start_fault(self, first: np.ndarray) -> str | None:
+    def _start_fault(self, first: np.ndarray,
+                     what: str = "the first measured position") -> str | None:
         """The start-up check: a joint measured far outside its limits before anything was
         commanded is a calibration fault (a zero off by a half turn reads about pi away), and
         driving it "back inside" would swing the arm at full range. Command nothing instead."""
@@ -233,10 +268,10 @@ class ChunkExecutor:
                if v < lo - margin or v > hi + margin]
         if not out:
             return None
-        what = "; ".join(f"{n} reads {v:.2f} rad, its limits are [{lo:.2f}, {hi:.2f}]"
-                         for n, v, lo, hi in out)
-        return (f"not commanding the arm: the first measured position is outside the joint "
-                f"limits by more than start_margin_rad {margin:g} ({what}). Likely cause: the "
+        joints = "; ".join(f"{n} reads {v:.2f} rad, its limits are [{lo:.2f}, {hi:.2f}]"
+                           for n, v, lo, hi in out)
+        return (f"not commanding the arm: {what} is outside the joint limits by more "
+                f"than start_margin_rad {margin:g} ({joints}). Likely cause: the "
                 "arm's calibration does not match genpol's joint zero (about 3.14 rad off: the "
                 "driver has no offsets; start with calibration:=<your LeRobot calibration "
                 "JSON>), a servo wired to the wrong id, or a joint pushed past its limit by "

@@ -9,18 +9,30 @@ CPU shared with the planner and the simulator costs milliseconds of jitter (`gen
 executor` measures both). Subscriptions stay on the rclpy executor; the core is thread-safe.
 With use_sim_time the ROS timer is used, since only it follows simulated time.
 
+A realtime tick still needs the interpreter lock. So the threads that run the subscriptions go
+to SCHED_FIFO too (spin_priority, below the tick): at normal priority two busy processes per core
+preempted them while they held the lock, and the tick waited for it for up to 0.3 s. Chunks
+arrive as raw bytes, and one longer than max_chunk_points is dropped before rclpy builds an
+object per point (10,000 points cost the lock 0.36 s). The tick thread also freezes what start-up
+allocated out of the garbage collector's reach and shortens the lock's switch interval
+(_quiet_interpreter). `genpol bench executor` measures the tick.
+
 ~/status (std_msgs/String, JSON, latched, once a second) says what it receives, drops and how
-often the speed limit bites, for `genpol status`. Warnings repeated every tick ("speed limited",
-a stale chunk) are counted there and summarised in the log (genpol.warning_counter) rather than
-logged each time; a start-up fault stays an error, repeated every few seconds.
+often the speed limit bites, and how often it re-anchored at the measured state (the arm left
+its command: genpol.control.divergence), for `genpol status`. Warnings repeated every tick
+("speed limited", a stale chunk) are counted there and summarised in the log
+(genpol.warning_counter) rather than logged each time; a start-up fault stays an error,
+repeated every few seconds.
 """
 
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import math
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -28,6 +40,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -36,7 +49,9 @@ from visualization_msgs.msg import Marker
 
 from genpol import robot
 from genpol.control import ChunkExecutor, ExecutorConfig
+from genpol.control.chunk import oversized
 from genpol.nodes import params
+from genpol.nodes.chunk_size import trajectory_points
 from genpol.nodes.markers import executed_path_marker
 from genpol.nodes.messages import duration_msg, duration_s, stamp_s, trajectory_msg
 from genpol.nodes.qos import LATCHED
@@ -50,6 +65,9 @@ from genpol.warning_counter import WarningCounter, kind_of
 #: a MultiThreadedExecutor's pool costs several times the CPU and holds the interpreter lock
 #: longer (its tick jitter is in the README's executor benchmark).
 SPIN_THREADS = 1
+#: the least time a thread that waits for the interpreter lock lets the holder run before it asks
+#: for the lock (sys.setswitchinterval; Python's default, 5 ms, is a quarter of a tick)
+LOCK_SWITCH_S = 0.001
 
 
 class ExecutorNode(Node):
@@ -60,14 +78,18 @@ class ExecutorNode(Node):
         self.config = ExecutorConfig(
             rate_hz=p["rate_hz"], mode=p["mode"], ensemble_m=p["ensemble_m"],
             max_chunk_age_s=p["max_chunk_age_s"], lookahead_points=p["lookahead_points"],
-            velocity_scale=p["velocity_scale"], start_margin_rad=p["start_margin_rad"])
+            velocity_scale=p["velocity_scale"], start_margin_rad=p["start_margin_rad"],
+            max_chunk_points=p["max_chunk_points"],
+            divergence_tolerance_rad=p["divergence_tolerance_rad"],
+            tracking_window_s=p["tracking_window_s"])
         self.core = ChunkExecutor(self.config)
         #: controller -> (its publisher, the columns of its joints in config.joint_names)
         self.controllers = {
             name: (self.create_publisher(JointTrajectory, p[controller_topic_param(name)], 10),
                    [self.config.joint_names.index(j) for j in joints])
             for name, joints in robot.CONTROLLERS.items()}
-        self.create_subscription(JointTrajectory, p["chunk_topic"], self._on_chunk, 10)
+        # Raw bytes: an oversized chunk is refused before rclpy builds an object per point.
+        self.create_subscription(JointTrajectory, p["chunk_topic"], self._on_chunk, 10, raw=True)
         self.create_subscription(JointState, p["state_topic"], self._on_state, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         # The commanded path for RViz: the tick appends, a 10 Hz timer on the executor draws.
@@ -79,6 +101,7 @@ class ExecutorNode(Node):
         self.ticks = 0
         self.chunks_received = 0
         self.chunks_accepted = 0
+        self.chunks_oversized = 0
         self.commands_published = 0
         self.last_source = ""  # what the last tick commanded: chunk, hold or fault
         # For ~/status: per tick of the last 5 s, 1 if speed limited; and the scales applied.
@@ -86,7 +109,7 @@ class ExecutorNode(Node):
         self._scales = Recent(window_s=5.0)
         self.warnings = WarningCounter()
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
-        self.create_timer(1.0, self._publish_status)
+        self.create_timer(1.0, self._on_status_timer)
         #: monotonic start time of every tick, when record_tick_times() asked for it
         self.tick_times: collections.deque[float] | None = None
 
@@ -98,6 +121,8 @@ class ExecutorNode(Node):
         self.tick_priority = p["tick_priority"]
         self.tick_realtime = False  # True once the tick thread runs under SCHED_FIFO
         self.tick_spin_s = p["tick_spin_s"]
+        self.spin_priority = p["spin_priority"]
+        self._spin_threads: set[int] = set()  # threads of the rclpy executor seen in a callback
         self.timer = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,11 +138,17 @@ class ExecutorNode(Node):
         self._publish_status()
 
     def _check(self, p: Parameter) -> str:
-        """A busy-wait of more than half a tick would leave the other threads no time."""
+        """A busy-wait of more than half a tick would leave the other threads no time; a
+        subscription thread above the tick would come first."""
         if p.name == "tick_spin_s":
             half_tick = 0.5 / self.get_parameter("rate_hz").value
             if p.value > half_tick:
                 return f"tick_spin_s must be in [0, {half_tick:g}] s (half a tick), got {p.value!r}"
+        if p.name == "spin_priority":
+            tick = self.get_parameter("tick_priority").value
+            if 0 < tick <= p.value:
+                return (f"spin_priority must be below tick_priority ({tick}) or 0, got "
+                        f"{p.value!r}")
         return ""
 
     def record_tick_times(self, maxlen: int = 1 << 20) -> collections.deque:
@@ -136,11 +167,21 @@ class ExecutorNode(Node):
         return response
 
     def _on_state(self, msg: JointState) -> None:
+        self._raise_spin_thread()
         if msg.name and len(msg.position) == len(msg.name):
             self.core.set_measured(np.asarray(msg.position, dtype=float), list(msg.name))
 
-    def _on_chunk(self, msg: JointTrajectory) -> None:
+    def _on_chunk(self, raw: bytes) -> None:
+        self._raise_spin_thread()
         self.chunks_received += 1
+        points = trajectory_points(raw)
+        if points is not None and points > self.config.max_chunk_points:
+            self._drop_oversized(points)
+            return
+        msg = deserialize_message(raw, JointTrajectory)
+        if len(msg.points) > self.config.max_chunk_points:  # bytes the peek could not read
+            self._drop_oversized(len(msg.points))
+            return
         if not msg.points:
             self._warn("dropped an empty action chunk", "empty chunk")
             return
@@ -160,12 +201,18 @@ class ExecutorNode(Node):
         for w in result.warnings:
             self._warn(w)
 
+    def _drop_oversized(self, points: int) -> None:
+        self.chunks_oversized += 1
+        self._warn(f"dropped action chunk: {oversized(points, self.config.max_chunk_points)}",
+                   "oversized")
+
     def _tick_loop(self) -> None:
         """Tick at absolute deadlines k * dt from the start: lateness never accumulates, and
         a deadline missed by more than a period is skipped, as an rcl timer skips it. With
         tick_spin_s > 0 the thread wakes that much early and busy-waits the rest, holding the
         interpreter lock, so the subscriptions' thread cannot make the tick wait for it."""
         self._raise_priority()
+        _quiet_interpreter(self.tick_spin_s)
         dt, spin = self.config.dt, self.tick_spin_s
         deadline = time.monotonic() + dt
         while not self._stop.is_set():
@@ -195,18 +242,34 @@ class ExecutorNode(Node):
         ros2_control runs its update loop (thread_priority), so the planner's and the
         simulator's threads cannot delay it. Needs CAP_SYS_NICE or an rtprio limit
         (/etc/security/limits.conf); without, it ticks at normal priority, with a warning."""
-        if self.tick_priority <= 0:
+        if self.tick_priority > 0:
+            self.tick_realtime = self._set_fifo(self.tick_priority, "the tick thread",
+                                                "ticking at normal priority")
+
+    def _raise_spin_thread(self) -> None:
+        """The first callback on each thread of the rclpy executor raises that thread to
+        spin_priority (SCHED_FIFO, below the tick) once the tick is realtime. At normal priority
+        a busy CPU preempts it, often while it holds the interpreter lock, and the tick, though
+        realtime, then waits for the lock until the scheduler comes back to that thread (tens of
+        ms with two busy processes per core)."""
+        ident = threading.get_ident()
+        if ident in self._spin_threads or not self.tick_realtime or self.spin_priority <= 0:
             return
+        self._spin_threads.add(ident)
+        self._set_fifo(self.spin_priority, "a subscription thread",
+                       "it runs at normal priority")
+
+    def _set_fifo(self, priority: int, what: str, otherwise: str) -> bool:
         try:  # pid 0: the calling thread, on Linux
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.tick_priority))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
         except (AttributeError, OSError) as exc:
             self.get_logger().warning(
-                f"could not run the tick thread at SCHED_FIFO priority {self.tick_priority} "
-                f"({exc}); ticking at normal priority. Allow it with an rtprio limit, e.g. "
-                "'@realtime - rtprio 99' in /etc/security/limits.conf, or set tick_priority: 0")
-        else:
-            self.tick_realtime = True
-            self.get_logger().info(f"tick thread at SCHED_FIFO priority {self.tick_priority}")
+                f"could not run {what} at SCHED_FIFO priority {priority} ({exc}); {otherwise}. "
+                "Allow it with an rtprio limit, e.g. '@realtime - rtprio 99' in "
+                "/etc/security/limits.conf, or set tick_priority: 0")
+            return False
+        self.get_logger().info(f"{what} at SCHED_FIFO priority {priority}")
+        return True
 
     def _tick(self) -> None:
         if self.tick_times is not None:
@@ -248,9 +311,15 @@ class ExecutorNode(Node):
             "rate_hz": self.config.rate_hz, "ticks": self.ticks, "command": self.last_source,
             "chunks_received": self.chunks_received, "chunks_accepted": self.chunks_accepted,
             "chunks_dropped": self.chunks_received - self.chunks_accepted,
+            "chunks_oversized": self.chunks_oversized,
+            "reanchored": self.core.reanchored, "reanchor": self.core.last_reanchor,
             "speed_limited": round(self._limited.mean(now) or 0.0, 3),
             "speed_scale": round(float(scales.min()), 3) if scales.size else None,
             "fault": self.core.fault or "", "warnings": self.warnings.counts()}
+
+    def _on_status_timer(self) -> None:
+        self._raise_spin_thread()
+        self._publish_status()
 
     def _publish_status(self) -> None:
         for line in self.warnings.due(time.monotonic()):
@@ -258,6 +327,7 @@ class ExecutorNode(Node):
         self.status_pub.publish(String(data=json.dumps(self.status())))
 
     def _publish_path(self) -> None:
+        self._raise_spin_thread()
         points = list(self._path)
         if len(points) >= 2:
             self.path_pub.publish(executed_path_marker(
@@ -273,6 +343,18 @@ class ExecutorNode(Node):
     def destroy_node(self) -> None:
         self.close()
         super().destroy_node()
+
+
+def _quiet_interpreter(spin_s: float) -> None:
+    """Shorten the interpreter's own pauses that the tick would wait out. A full garbage
+    collection walks every object while it holds the lock (25 ms in a node process here, set
+    off by whatever thread allocates); gc.freeze() moves what start-up made out of its reach, so
+    later collections walk only newer objects. And a thread that wants the lock asks the holder
+    for it only after the switch interval: 1 ms bounds what a long callback costs the tick, and
+    twice the tick's final busy-wait keeps a callback from taking the lock from a tick about to
+    start (0.5 ms cost it 0.57 ms at p99 beside the planner and the simulator)."""
+    gc.freeze()
+    sys.setswitchinterval(min(sys.getswitchinterval(), max(LOCK_SWITCH_S, 2 * spin_s)))
 
 
 def main(args=None) -> None:
