@@ -16,6 +16,10 @@ topic), episode_extra (a JSON object merged into `extra`); `task` is read at sta
 The demonstration's mode otherwise comes from `mode_topic` (std_msgs/String, latched; the leader
 or the simulator's expert publishes "left", "right", ...): the latest value at stop_episode.
 
+On start, before its services exist, it repairs the episodes a killed recorder left torn under
+dataset_dir (genpol.recording.repair: the MCAP rewritten up to its last whole record, with its
+summary, and metadata.yaml written) and logs one line per episode, with what was kept.
+
 Topic types come from the ROS graph, or from `topic_types` ("topic:pkg/msg/Type") so that
 subscriptions exist before any publisher does; topics not known yet are looked up again every
 discovery_period_s, and subscription QoS follows the publishers (best effort if any of them is).
@@ -39,6 +43,7 @@ from genpol.nodes.qos import LATCHED
 from genpol.nodes.spin import run_node
 from genpol.parameters import EPISODE_PARAMS, RECORDER
 from genpol.recording.recorder import EpisodeRecorder, RecordingError
+from genpol.recording.repair import FAILED, SKIPPED, repair_dataset
 from genpol.recording.writer import INFINITE, TopicInfo
 
 
@@ -119,6 +124,7 @@ class RecorderNode(Node):
         self.core = EpisodeRecorder(p["dataset_dir"], backend=p["backend"],
                                     flush_period_s=p["flush_period_s"],
                                     min_free_mb=p["min_free_mb"], compression=p["compression"])
+        self._repair_episodes()
         self.queue_depth = p["queue_depth"]
         self._subs: dict[str, _Subscribed] = {}
         self._warned: set[str] = set()
@@ -138,6 +144,16 @@ class RecorderNode(Node):
         self.get_logger().info(
             f"recorder: {len(self.topics)} topics into {self.core.dataset_dir} "
             f"(flush every {self.core.flush_period_s:g} s); call ~/start_episode to record")
+
+    def _repair_episodes(self) -> None:
+        """Episodes a killed recorder left torn, made whole for ros2 bag and Foxglove before
+        any new episode starts (one line each)."""
+        log = self.get_logger()
+        for result in repair_dataset(self.core.dataset_dir):
+            if result.changed:
+                log.info(result.describe())
+            elif result.action in (FAILED, SKIPPED):
+                log.warning(f"not repaired: {result.describe()}")
 
     # ---- topics --------------------------------------------------------------------------------
     def _warn_once(self, key: str, text: str) -> None:

@@ -4,19 +4,18 @@
     read_episode(bag_dir) -> BagEpisode(path, metadata, topics={topic: TopicData(msgtype,
                                         stamps_ns, messages)})
 
-The MCAP is read record by record with our own framing, so a bag whose recorder was killed (no
-metadata.yaml, no summary, a cut-off last record) reads up to its last complete record; its
-metadata says status "incomplete". A bag that claims to be complete (it has metadata.yaml) but
-holds other message counts than it says, a damaged record, or a message that does not
-deserialise raises BagError, naming the episode and the file. Messages are decoded by the bag's
-own message definitions (rosbags): ROS field names, numeric arrays as numpy arrays (Image.data is
-uint8), strings and string arrays as str and list.
+The MCAP is read record by record with our own framing (mcap_records), so a bag whose recorder
+was killed (no metadata.yaml, no summary, a cut-off last record) reads up to its last complete
+record; its metadata says status "incomplete" (repair.repair_episode makes such a bag whole for
+other tools, and the status stays "incomplete"). A bag that claims to be complete (it has
+metadata.yaml) but holds other message counts than it says, a damaged record, or a message that
+does not deserialise raises BagError, naming the episode and the file. Messages are decoded by
+the bag's own message definitions (rosbags): ROS field names, numeric arrays as numpy arrays
+(Image.data is uint8), strings and string arrays as str and list.
 """
 
 from __future__ import annotations
 
-import io
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,8 @@ import yaml
 
 from genpol.recording import episode as ep
 from genpol.recording import types
+from genpol.recording.mcap_records import DamagedRecord, McapRecords
 from genpol.recording.writer import read_bag_metadata
-
-MAGIC = b"\x89MCAP0\r\n"
-_OP_HEADER, _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 1, 2, 3, 4, 5, 6
 
 
 class BagError(ValueError):
@@ -179,9 +176,7 @@ class _Content(dict):
 def _read_mcap(path: Path, name: str, keep: list[str] | None = None) -> _Content:
     """Every complete record of the MCAP at path, in file order; message bytes only for the
     topics in `keep` (all when None), stamps for all (to check the counts)."""
-    from mcap.data_stream import ReadDataStream
-    from mcap.records import Channel, Chunk, Message, Schema
-    from mcap.stream_reader import breakup_chunk
+    from mcap.records import Channel, Message, Schema
 
     def fail(offset: int, what: str) -> BagError:
         return BagError(f"episode {name}: {path}: {what} (at byte {offset})")
@@ -189,71 +184,34 @@ def _read_mcap(path: Path, name: str, keep: list[str] | None = None) -> _Content
     out = _Content()
     schemas: dict[int, tuple[str, str, str]] = {}  # id -> (name, encoding, text)
     channels: dict[int, tuple[str, str]] = {}  # id -> (topic, msgtype)
-
-    def take(record, offset: int) -> None:
-        if isinstance(record, Schema):
-            schemas.setdefault(record.id, (record.name, record.encoding,
-                                           record.data.decode("utf-8", "replace")))
-        elif isinstance(record, Channel):
-            if record.id in channels:
-                return
-            if record.message_encoding != "cdr":
-                raise fail(offset, f"topic {record.topic} is {record.message_encoding!r}, "
-                                   "not CDR")
-            if record.schema_id not in schemas:
-                raise fail(offset, f"topic {record.topic} refers to unknown schema "
-                                   f"{record.schema_id}")
-            schema_name, encoding, text = schemas[record.schema_id]
-            channels[record.id] = (record.topic, schema_name)
-            out.schemas[schema_name] = (encoding, text)
-            out.setdefault(record.topic, (schema_name, [], []))
-        elif isinstance(record, Message):
-            if record.channel_id not in channels:
-                raise fail(offset, f"a message on unknown channel {record.channel_id}")
-            topic = channels[record.channel_id][0]
-            _, stamps, datas = out[topic]
-            stamps.append(record.log_time)
-            if keep is None or topic in keep:
-                datas.append(record.data)
-
-    with open(path, "rb") as f:
-        size = f.seek(0, io.SEEK_END)
-        f.seek(0)
-        magic = f.read(len(MAGIC))
-        if len(magic) < len(MAGIC):
-            if MAGIC.startswith(magic):
-                return out  # killed before the header was flushed: an empty recording
-            raise fail(0, "not an MCAP file")
-        if magic != MAGIC:
-            raise fail(0, "not an MCAP file (bad magic)")
-        pos = len(MAGIC)
-        while pos < size:
-            head = f.read(9)
-            if len(head) < 9:
-                break  # truncated tail
-            opcode, length = struct.unpack("<BQ", head)
-            if pos + 9 + length > size:
-                break  # truncated tail: the record was being written when the recorder died
-            body = f.read(length)
-            stream = ReadDataStream(io.BytesIO(body))
-            try:
-                if opcode == _OP_FOOTER:
-                    out.complete = f.read(len(MAGIC)) == MAGIC
-                    break
-                if opcode == _OP_SCHEMA:
-                    take(Schema.read(stream), pos)
-                elif opcode == _OP_CHANNEL:
-                    take(Channel.read(stream), pos)
-                elif opcode == _OP_MESSAGE:
-                    take(Message.read(stream, length), pos)
-                elif opcode == _OP_CHUNK:
-                    for record in breakup_chunk(Chunk.read(stream), validate_crc=True):
-                        take(record, pos)
-                elif opcode == 0:
-                    raise fail(pos, "an invalid record (opcode 0)")
-            except BagError:
-                raise
-            except Exception as exc:  # struct errors, bad compression, CRC, bad UTF-8, ...
-                raise fail(pos, f"damaged record (opcode {opcode:#04x}: {exc})") from None
-            pos += 9 + length
+    records = McapRecords(path)
+    try:
+        for offset, record in records:
+            if isinstance(record, Schema):
+                schemas.setdefault(record.id, (record.name, record.encoding,
+                                               record.data.decode("utf-8", "replace")))
+            elif isinstance(record, Channel):
+                if record.id in channels:
+                    continue
+                if record.message_encoding != "cdr":
+                    raise fail(offset, f"topic {record.topic} is {record.message_encoding!r}, "
+                                       "not CDR")
+                if record.schema_id not in schemas:
+                    raise fail(offset, f"topic {record.topic} refers to unknown schema "
+                                       f"{record.schema_id}")
+                schema_name, encoding, text = schemas[record.schema_id]
+                channels[record.id] = (record.topic, schema_name)
+                out.schemas[schema_name] = (encoding, text)
+                out.setdefault(record.topic, (schema_name, [], []))
+            elif isinstance(record, Message):
+                if record.channel_id not in channels:
+                    raise fail(offset, f"a message on unknown channel {record.channel_id}")
+                topic = channels[record.channel_id][0]
+                _, stamps, datas = out[topic]
+                stamps.append(record.log_time)
+                if keep is None or topic in keep:
+                    datas.append(record.data)
+    except DamagedRecord as exc:
+        raise fail(exc.offset, exc.what) from None
+    out.complete = records.complete
     return out

@@ -8,10 +8,13 @@
       episode_000001/ ...
 
 episode.yaml holds: format, episode_index, task, fps, joint_names, success (true/false/null),
-mode (null when unknown), notes, status (recording | complete | failed | discarded), start_time /
-stop_time (ISO 8601, UTC) with start_time_ns / stop_time_ns, topics {topic: type},
-message_counts {topic: n} (at stop), extra {...} (anything else the operator or a script adds),
-error (when status is failed) and recorder {backend, host, pid, flush_period_s}.
+mode (null when unknown), notes, status (recording | complete | failed | discarded |
+incomplete), start_time / stop_time (ISO 8601, UTC) with start_time_ns / stop_time_ns, topics
+{topic: type}, message_counts {topic: n} (at stop), extra {...} (anything else the operator or a
+script adds), error (when status is failed) and recorder {backend, host, pid, flush_period_s}.
+A recording whose recorder was killed still says "recording" (readers report it "incomplete");
+repair.repair_episode makes its bag whole, sets status "incomplete" and adds repaired {time,
+messages, last_time_ns, torn_bytes, lost_messages, mcap_rewritten, torn_file}.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ import yaml
 FORMAT = "genpol-episode/1"
 EPISODE_FILE = "episode.yaml"
 EPISODE_RE = re.compile(r"^episode_(\d{6,})$")
+
+#: libyaml's safe loader where PyYAML has it (a dataset's episodes are read at every start)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 RECORDING, COMPLETE, FAILED, DISCARDED, INCOMPLETE = (
     "recording", "complete", "failed", "discarded", "incomplete")
@@ -92,7 +98,7 @@ def write_metadata(bag_dir: Path, metadata: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(bag_dir)
+    fsync_dir(bag_dir)
 
 
 def read_metadata(bag_dir: Path) -> dict[str, Any] | None:
@@ -101,7 +107,7 @@ def read_metadata(bag_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
@@ -121,6 +127,17 @@ def process_alive(metadata: dict[str, Any]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def bag_custom_data(metadata: dict[str, Any]) -> dict[str, str]:
+    """rosbag2's custom_data (string values) for an episode: its metadata, for tools that see
+    only metadata.yaml (ros2 bag info)."""
+    keys = ("task", "mode", "success", "fps", "notes", "status")
+    out = {f"genpol.{k}": "" if metadata.get(k) is None else
+           (str(metadata[k]).lower() if isinstance(metadata[k], bool) else str(metadata[k]))
+           for k in keys}
+    out["genpol.episode"] = yaml.safe_dump(metadata, sort_keys=False)
+    return out
 
 
 def check_writable(dataset_dir: Path, min_free_bytes: int) -> str | None:
@@ -144,7 +161,8 @@ def check_writable(dataset_dir: Path, min_free_bytes: int) -> str | None:
     return None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (best effort: not every file system allows it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -18,8 +18,6 @@ from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
-
 from genpol.recording import episode as ep
 from genpol.recording.writer import (BACKENDS, COMPRESSIONS, BagWriter, TopicInfo,
                                      open_writer)
@@ -192,7 +190,7 @@ class EpisodeRecorder:
             error = self.error
             if error is None:
                 try:
-                    writer.close(_custom_data(meta | {"status": ep.COMPLETE}))
+                    writer.close(ep.bag_custom_data(meta | {"status": ep.COMPLETE}))
                 except OSError as exc:
                     error = f"finishing {writer.bag_dir} failed: {exc.strerror or exc}"
                     writer.abort()
@@ -245,12 +243,3 @@ class EpisodeRecorder:
                 with contextlib.suppress(RecordingError):
                     self.stop(notes="recorder shut down while recording")
 
-
-def _custom_data(meta: dict[str, Any]) -> dict[str, str]:
-    """rosbag2 metadata custom_data (string values): the episode metadata, for tools that see
-    only metadata.yaml (ros2 bag info)."""
-    keys = ("task", "mode", "success", "fps", "notes", "status")
-    out = {f"genpol.{k}": "" if meta.get(k) is None else
-           (str(meta[k]).lower() if isinstance(meta[k], bool) else str(meta[k])) for k in keys}
-    out["genpol.episode"] = yaml.safe_dump(meta, sort_keys=False)
-    return out

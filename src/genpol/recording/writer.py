@@ -57,6 +57,49 @@ def dump_qos(profiles: list[dict[str, Any]]) -> str:
     return yaml.safe_dump(profiles, sort_keys=False).strip()
 
 
+def bag_metadata(file_name: str, topics: list[TopicInfo], counts: dict[str, int],
+                 first_ns: int | None, last_ns: int | None,
+                 custom_data: dict[str, str]) -> dict[str, Any]:
+    """rosbag2's bag information (metadata.yaml, and the MCAP's "rosbag2" metadata record) for
+    one MCAP file; stamps are the messages' log times."""
+    start = first_ns or 0
+    duration = last_ns - first_ns if first_ns is not None and last_ns is not None else 0
+    total = sum(counts.values())
+    return {
+        "version": METADATA_VERSION,
+        "storage_identifier": "mcap",
+        "duration": {"nanoseconds": int(duration)},
+        "starting_time": {"nanoseconds_since_epoch": int(start)},
+        "message_count": total,
+        "topics_with_message_count": [
+            {"topic_metadata": {"name": t.topic, "type": t.msgtype,
+                                "serialization_format": "cdr",
+                                "offered_qos_profiles": dump_qos(t.qos_profiles),
+                                "type_description_hash": t.type_hash},
+             "message_count": counts.get(t.topic, 0)}
+            for t in topics],
+        "compression_format": "",
+        "compression_mode": "",
+        "relative_file_paths": [file_name],
+        "files": [{"path": file_name,
+                   "starting_time": {"nanoseconds_since_epoch": int(start)},
+                   "duration": {"nanoseconds": int(duration)}, "message_count": total}],
+        "custom_data": {str(k): str(v) for k, v in custom_data.items()},
+        "ros_distro": os.environ.get("ROS_DISTRO", "jazzy"),
+    }
+
+
+def write_bag_metadata(bag_dir: Path, info: dict[str, Any]) -> None:
+    """metadata.yaml, atomically (a temporary file beside it, fsync'd, renamed over it)."""
+    text = yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False)
+    tmp = Path(bag_dir) / f".{METADATA_FILE}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, Path(bag_dir) / METADATA_FILE)
+
+
 class BagWriter(Protocol):
     backend: str
     bag_dir: Path
@@ -163,32 +206,8 @@ class McapBagWriter:
         self._mcap.flush()
 
     def bag_metadata(self, custom_data: dict[str, str]) -> dict[str, Any]:
-        start = self.first_ns or 0
-        duration = (self.last_ns - self.first_ns
-                    if self.first_ns is not None and self.last_ns is not None else 0)
-        total = sum(self.counts.values())
-        return {
-            "version": METADATA_VERSION,
-            "storage_identifier": "mcap",
-            "duration": {"nanoseconds": int(duration)},
-            "starting_time": {"nanoseconds_since_epoch": int(start)},
-            "message_count": total,
-            "topics_with_message_count": [
-                {"topic_metadata": {"name": t.topic, "type": t.msgtype,
-                                    "serialization_format": "cdr",
-                                    "offered_qos_profiles": dump_qos(t.qos_profiles),
-                                    "type_description_hash": t.type_hash},
-                 "message_count": self.counts[t.topic]}
-                for t in self.topics.values()],
-            "compression_format": "",
-            "compression_mode": "",
-            "relative_file_paths": [self.file_name],
-            "files": [{"path": self.file_name,
-                       "starting_time": {"nanoseconds_since_epoch": int(start)},
-                       "duration": {"nanoseconds": int(duration)}, "message_count": total}],
-            "custom_data": {str(k): str(v) for k, v in custom_data.items()},
-            "ros_distro": os.environ.get("ROS_DISTRO", "jazzy"),
-        }
+        return bag_metadata(self.file_name, list(self.topics.values()), self.counts,
+                            self.first_ns, self.last_ns, custom_data)
 
     def close(self, custom_data: dict[str, str]) -> None:
         """Finish the MCAP (summary, indexes, footer), fsync it, then write metadata.yaml."""
@@ -199,13 +218,7 @@ class McapBagWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        text = yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False)
-        tmp = self.bag_dir / f".{METADATA_FILE}.tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.bag_dir / METADATA_FILE)
+        write_bag_metadata(self.bag_dir, info)
 
     def abort(self) -> None:
         """Stop writing without finishing: what was flushed stays readable (bag.read_episode)."""
@@ -281,7 +294,8 @@ def read_bag_metadata(bag_dir: Path) -> dict[str, Any] | None:
     path = Path(bag_dir) / METADATA_FILE
     if not path.is_file():
         return None
-    data = yaml.safe_load(io.StringIO(path.read_text()))
+    data = yaml.load(io.StringIO(path.read_text()), Loader=getattr(yaml, "CSafeLoader",
+                                                                    yaml.SafeLoader))
     if not isinstance(data, dict) or "rosbag2_bagfile_information" not in data:
         raise ValueError(f"{path}: not a rosbag2 metadata file")
     return data["rosbag2_bagfile_information"]
