@@ -95,6 +95,22 @@ def _continue_executor(start=0.0) -> ChunkExecutor:
     return ex
 
 
+def test_the_planner_notices_the_arm_left_its_chunk_and_stops_continuing_it():
+    t = PlannerTimeline()
+    chunk = np.linspace(np.zeros(6), np.full(6, 0.8), 16)  # 1.6 s at 10 fps, from stamp 10.0
+    t.published("flow", 10.0, 10.0, chunk, 10.1)
+    assert not t.lost(chunk[5], 10.5)  # where it should be
+    assert not t.lost(chunk[2] + 0.05, 10.5)  # trailing 0.3 s behind, within the window
+    assert t.prefix("flow", 10.5, 10.0, 16) is not None
+    pushed = chunk[5].copy()
+    pushed[0] += 0.5  # shoulder_pan shoved half a radian
+    assert t.lost(pushed, 10.5)
+    gripper = chunk[5].copy()
+    gripper[5] -= 0.6  # a grasp holds the gripper short of its command: not lost
+    assert not t.lost(gripper, 10.5)
+    assert not t.lost(pushed, 12.5)  # nothing of the chunk in the window: not judged
+
+
 def test_continue_mode_plays_the_old_chunk_until_the_new_one_takes_over():
     ex = _continue_executor()
     times = np.arange(10) / 10.0

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genpol import robot
+
 SCHEDULES = ("exp", "linear", "hard")
 #: the planner's strategies: continue the committed prefix, or only select among free samples
 CHUNKINGS = ("rtc", "select")
@@ -108,6 +110,12 @@ class Prefix:
             initial=0.0))
 
 
+#: the executor's defaults for noticing that the arm left its commands (parameters.py:
+#: divergence_tolerance_rad, tracking_window_s); the planner uses the same to stop continuing
+LOST_TOLERANCE_RAD, LOST_WINDOW_S = 0.3, 0.5
+GRIPPER_INDEX = robot.JOINT_NAMES.index(robot.GRIPPER_JOINT)  # a grasp holds it short on purpose
+
+
 class PlannerTimeline:
     """The planner's model of what the executor plays: its own last chunk, and how late its
     chunks land (the measured delay from observation to publication, the worst of the recent
@@ -132,6 +140,24 @@ class PlannerTimeline:
     @property
     def delay_s(self) -> float | None:
         return max(self._delays) if self._delays else None
+
+    def lost(self, measured: np.ndarray, stamp: float, tolerance: float = LOST_TOLERANCE_RAD,
+             window_s: float = LOST_WINDOW_S) -> bool:
+        """Whether the arm has left the planner's last chunk: some arm joint measured at `stamp`
+        is further than `tolerance` from every point of that chunk over the `window_s` before
+        (the executor's tracking lag). The executor then re-anchors at the measured state and
+        drops that chunk (a push, a restarted driver), so continuing it would steer back toward
+        where the arm no longer is; the next chunk chooses afresh."""
+        if self._last is None:
+            return False
+        _, times, positions = self._last
+        near = (times >= stamp - window_s) & (times <= stamp + 1e-9)
+        if not near.any():
+            return False
+        arm = [i for i in range(min(positions.shape[1], len(measured)))
+               if i != GRIPPER_INDEX]
+        gaps = np.abs(positions[near][:, arm] - np.asarray(measured, float)[arm]).min(axis=0)
+        return bool(np.any(gaps > tolerance))  # an unmeasured joint (NaN) never counts
 
     def published(self, key: object, stamp: float, fps: float, positions: np.ndarray,
                   published_at: float) -> None:

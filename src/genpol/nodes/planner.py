@@ -278,6 +278,12 @@ class PlannerNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         if stamp <= self._last_planned_stamp or now - stamp > self.max_observation_age_s:
             return False  # nothing new, or too old to plan on
+        names = self.holder.policy.config.joint_names
+        measured = np.array([positions.get(n, np.nan) for n in names])
+        if self.timeline.lost(measured, stamp):
+            self.timeline.reset()  # the executor re-anchors: choose afresh, do not continue
+            self._warn("the arm left the last chunk (pushed, or its driver restarted): "
+                       "planning afresh from the measured state")
         try:
             policy, chunks, prefix = self.holder.sample(positions, images, self.num_samples,
                                                         self._prefix_for(stamp),
