@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.genpol-setup
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo demo-vision test lint bench-multimodal bench-planner bench-executor bench-execution clean
+.PHONY: setup demo demo-vision test lint bench-multimodal bench-planner bench-executor bench-execution bench-faults clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,9 @@ bench-executor: setup
 
 bench-execution: setup
 	$(BIN)/genpol bench execution --out $(or $(OUT),bench-results/execution)
+
+bench-faults: setup
+	$(BIN)/genpol bench faults --out $(or $(OUT),bench-results/faults) $(if $(POLICY),--policy $(POLICY))
 
 clean:
 	rm -rf build install log bench-results demo-output* .pytest_cache

@@ -143,6 +143,24 @@ def cmd_bench_executor(args: argparse.Namespace) -> int:
     return _bench_done(format_table(results), start, out)
 
 
+def cmd_bench_faults(args: argparse.Namespace) -> int:
+    """The fault matrix injected into the real graph."""
+    from genpol.bench.faults import format_table
+    from genpol.jobs import bench_faults
+
+    out = args.out or "bench-results/faults"
+    start = time.perf_counter()
+    try:
+        results = bench_faults.run(args.rows.split(",") if args.rows else None,
+                                   quick=args.quick, out=out, policy=args.policy,
+                                   train_steps=args.train_steps, seed=args.seed,
+                                   progress=not args.no_progress, command=_bench_command())
+    except RuntimeError as exc:
+        print(f"genpol bench faults: error: {exc}", file=sys.stderr)
+        return 1
+    return _bench_done(format_table(results), start, out)
+
+
 def _guarded(name: str, fn, /, *args, **kwargs) -> int:
     """Run a long job: its RuntimeError (a node died, a timeout) as one line on stderr, exit 1;
     Ctrl-C as exit 130. The job itself stops whatever it started."""
@@ -165,12 +183,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise SystemExit("genpol demo: --no-cameras is the vision demo's blind control; use it "
                          "with --vision (the plain demo's policy sees joint states only already)")
 
-    print("genpol demo: record demonstrations in simulation -> LeRobot v3 dataset -> train -> "
-          "closed-loop evaluation through the ROS graph\n", flush=True)
-    return _guarded("demo", demo.run, args.family,
-                    out=args.out or ("demo-output-vision" if args.vision else "demo-output"),
-                    progress=not args.no_progress, vision=args.vision,
-                    cameras=not args.no_cameras, command=shlex.join(["genpol", *sys.argv[1:]]))
+    from genpol.rosenv import job_network
+
+    with job_network("demo"):  # its line first; demo.run and its stages reuse the domain
+        print("genpol demo: record demonstrations in simulation -> LeRobot v3 dataset -> train "
+              "-> closed-loop evaluation through the ROS graph\n", flush=True)
+        return _guarded("demo", demo.run, args.family,
+                        out=args.out or ("demo-output-vision" if args.vision else "demo-output"),
+                        progress=not args.no_progress, vision=args.vision,
+                        cameras=not args.no_cameras,
+                        command=shlex.join(["genpol", *sys.argv[1:]]))
 
 
 def cmd_bringup(args: argparse.Namespace) -> int:
@@ -325,6 +347,16 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bag(args: argparse.Namespace) -> int:
+    from genpol.recording.repair import FAILED, repair_paths
+
+    failed = 0
+    for result in repair_paths(args.paths, keep_torn=args.keep_torn, force=args.force):
+        print(result.describe(), flush=True)
+        failed += result.action == FAILED
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genpol", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -472,6 +504,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_dataset)
 
+    bg = sub.add_parser("bag", help="repair episode bags a killed recorder left torn",
+                        description="repair: rewrite each torn episode's MCAP up to its last "
+                                    "complete record, with its summary and indexes, and write "
+                                    "metadata.yaml, so ros2 bag, rosbags and Foxglove open it; "
+                                    "prints what each kept and lost. Whole bags are left as "
+                                    "they are.")
+    bg.add_argument("action", choices=["repair"])
+    bg.add_argument("paths", nargs="+", metavar="DIR",
+                    help="episode directories, or dataset directories of them (discarded "
+                         "episodes there are left as they are)")
+    bg.add_argument("--keep-torn", action="store_true",
+                    help="keep each torn original beside the repaired file as <name>.mcap.torn "
+                         "(default: replaced once the repaired file is written and synced)")
+    bg.add_argument("--force", action="store_true",
+                    help="also repair episodes that say they are still being recorded (by a "
+                         "running process or on another host): make sure no recorder writes "
+                         "them")
+    bg.set_defaults(func=cmd_bag)
+
     m = sub.add_parser("demo", help="the main demonstration: record, dataset, train, evaluate",
                        description="Records scripted demonstrations in simulation through the "
                                    "recorder, builds a LeRobot v3 dataset, trains a policy and "
@@ -523,9 +574,10 @@ def _add_bench(sub) -> None:
                        description="multimodal: policy families on the obstacle task; planner: "
                                    "chunk latency per family; executor: tick timing beside a "
                                    "live planner and simulator; execution: execution "
-                                   "strategies closed-loop.")
+                                   "strategies closed-loop; faults: the fault matrix injected "
+                                   "into the running graph.")
     benches = b.add_subparsers(dest="bench", required=True,
-                               metavar="{multimodal,planner,executor,execution}")
+                               metavar="{multimodal,planner,executor,execution,faults}")
 
     def common(name: str, helptext: str, func) -> argparse.ArgumentParser:
         c = benches.add_parser(name, help=helptext, description=helptext)
@@ -577,6 +629,19 @@ def _add_bench(sub) -> None:
     e.add_argument("--policy", help="the planner's checkpoint (default: train a small flow "
                                     "policy, cached under --out)")
     e.add_argument("--train-steps", type=int, default=300,
+                   help="training steps of that policy")
+
+    f = common("faults", "faults injected into the running graph (processes killed and "
+                         "restarted, malformed chunks, broken checkpoints, a full disk, an "
+                         "unplugged camera, busy CPUs), each row with what must hold",
+               cmd_bench_faults)
+    f.add_argument("--rows", help="comma-separated subset of planner_kill, sim_arm_kill, "
+                                  "camera_unplug, recorder_kill, disk_full, malformed_chunks, "
+                                  "bad_checkpoints, cpu_hogs (default all; --quick: "
+                                  "malformed_chunks, recorder_kill, bad_checkpoints)")
+    f.add_argument("--policy", help="the planner's checkpoint (default: train a small flow "
+                                    "policy, cached under --out; --quick: an untrained one)")
+    f.add_argument("--train-steps", type=int, default=300,
                    help="training steps of that policy")
 
 

@@ -91,7 +91,15 @@ def run(family: str = "flow", out: str | Path = "demo-output", preset: dict | No
 
     vision: config/demo_vision.yaml (layouts that vary, a policy that sees the front camera)
     and, unless `cameras` is false, the same recipe trained blind as the control. cameras
-    false: only the blind policy."""
+    false: only the blind policy. Every stage runs on one rosenv.job_network."""
+    from genpol.rosenv import job_network
+
+    with job_network("demo"):
+        return _run(family, out, preset, progress, vision, cameras, command)
+
+
+def _run(family: str, out: str | Path, preset: dict | None, progress: bool, vision: bool,
+         cameras: bool, command: str | None) -> dict[str, Any]:
     from genpol import presets
     from genpol.bench.common import cpu_seconds, run_meta
     from genpol.jobs.record import record_sim

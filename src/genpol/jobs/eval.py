@@ -29,6 +29,7 @@ from genpol.evaluation.metrics import (EpisodeOutcome, first_push, format_table,
 from genpol.evaluation.video import Clip, paths_at
 from genpol.sim.cameras import project_front
 from genpol.launcher import Supervisor
+from genpol.rosenv import job_network
 from genpol.sim import tasks
 
 if TYPE_CHECKING:
@@ -282,9 +283,14 @@ def run(settings: EvalSettings, command: str | None = None) -> dict[str, Any]:
 
     ValueError for bad settings (before anything starts); RuntimeError if the graph fails; on
     Ctrl-C (or SIGTERM) the graph is stopped, the episodes so far are written (marked
-    interrupted) and KeyboardInterrupt propagates.
+    interrupted) and KeyboardInterrupt propagates. The graph runs on rosenv.job_network.
     """
     settings.check()
+    with job_network("eval"):
+        return _run(settings, command)
+
+
+def _run(settings: EvalSettings, command: str | None) -> dict[str, Any]:
     try:
         from genpol.nodes.eval_probe import EvalProbe
         from genpol.nodes.session import Session

@@ -29,6 +29,7 @@ import numpy as np
 from genpol import graph, topics
 from genpol.launcher import Supervisor
 from genpol.recording import episode as ep
+from genpol.rosenv import job_network
 from genpol.sim import tasks
 
 if TYPE_CHECKING:
@@ -125,12 +126,14 @@ def _interrupt(*_) -> None:
 
 def record_sim(settings: RecordSettings) -> list[Path]:
     """Record settings.episodes episodes; returns their bag directories. Ctrl-C or SIGTERM
-    discards the episode in progress and stops the nodes (KeyboardInterrupt)."""
+    discards the episode in progress and stops the nodes (KeyboardInterrupt). The graph runs on
+    rosenv.job_network."""
     settings.check()
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
-        return _record(settings)
+        with job_network("record"):
+            return _record(settings)
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_term)
