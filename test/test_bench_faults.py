@@ -16,9 +16,6 @@ from genpol.bench import faults
 
 META_KEYS = {"command", "host_cpu", "cpu_count", "torch_threads", "load_average_at_start",
              "load_average_at_end", "wall_seconds", "cpu_seconds", "ros_domain_id"}
-#: the executor accepts a chunk stamped 5 s in the future (with a warning): the one check of the
-#: quick rows known to fail today; the row is judged without it until the executor refuses one
-KNOWN_GAPS = {"future_stamp: refused"}
 
 
 # ---- pure ---------------------------------------------------------------------------------------
@@ -165,7 +162,7 @@ def test_quick_faults_through_the_graph(tmp_path):
     print("\n" + table)
     for name, row in rows.items():
         assert not row["error"], (name, row["error"])
-        failed = set(row["failed_checks"]) - KNOWN_GAPS
+        failed = set(row["failed_checks"])
         assert not failed, (name, [c for c in row["checks"] if c["what"] in failed])
         assert f"| {row['number']} | {row['fault']} |" in table
     # what the rows saw, not just their verdicts

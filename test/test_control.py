@@ -212,6 +212,15 @@ def test_measured_state_beyond_a_limit_comes_back_at_the_speed_limit():
     assert any("outside the joint limits" in w for w in cmd.warnings)
 
 
+def test_a_chunk_stamped_far_in_the_future_is_refused():
+    """It would play seconds from now, from a clock that disagrees with ours."""
+    ex = executor(start=np.zeros(J))
+    ex.tick(10.0)
+    result = constant_chunk(ex, 15.0, np.full(J, 0.1))
+    assert not result.accepted and "in the future" in result.reason
+    assert constant_chunk(ex, 10.2, np.full(J, 0.1)).accepted  # a little ahead is fine
+
+
 def test_a_first_state_far_outside_the_limits_commands_nothing_until_a_reset():
     """A half-turn calibration error reads about pi off: nothing may be commanded, not even a
     hold, and the reason names the joint and the calibration."""

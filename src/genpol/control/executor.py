@@ -131,9 +131,11 @@ class ChunkExecutor:
             if age > self.config.max_chunk_age_s:
                 return ChunkResult(False, f"dropped: stale, stamp is {age:.3f} s old "
                                           f"(max_chunk_age_s {self.config.max_chunk_age_s})")
-            if -age > self.config.max_chunk_age_s:
-                result.warnings.append(f"stamp is {-age:.3f} s in the future: are the planner "
-                                       "and the executor on the same clock (use_sim_time)?")
+            if -age > self.config.max_chunk_age_s:  # it would play seconds from now
+                return ChunkResult(False, f"dropped: stamp is {-age:.3f} s in the future "
+                                          f"(max_chunk_age_s {self.config.max_chunk_age_s}): "
+                                          "are the planner and the executor on the same clock "
+                                          "(use_sim_time)?")
         arrival = now if now is not None else (self._last_tick if self._last_tick is not None
                                                else chunk.stamp)
         # The timeline contract: points up to one tick after arrival were already sent from
