@@ -223,8 +223,18 @@ def test_rtc_chunks_continue_the_last_one_on_the_timeline(ros, tmp_path):
     client = probe.create_client(SetParameters, "/planner/set_parameters")
 
     def publish_state():
-        msg = JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in HOME])
-        msg.header.stamp = probe.get_clock().now().to_msg()
+        """An arm that follows the last chunk (one that stayed at HOME would have left it, and
+        the planner would rightly stop continuing it)."""
+        now = probe.get_clock().now()
+        q = HOME
+        if chunks.messages:
+            last = chunks.messages[-1]
+            t = stamp_s(last.header.stamp) + np.array(
+                [duration_s(p.time_from_start) for p in last.points])
+            pts = np.array([p.positions for p in last.points])
+            q = [np.interp(now.nanoseconds * 1e-9, t, pts[:, j]) for j in range(pts.shape[1])]
+        msg = JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in q])
+        msg.header.stamp = now.to_msg()
         state_pub.publish(msg)
 
     def agreement(a, b) -> tuple[int, float]:

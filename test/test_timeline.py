@@ -109,6 +109,10 @@ def test_the_planner_notices_the_arm_left_its_chunk_and_stops_continuing_it():
     gripper[5] -= 0.6  # a grasp holds the gripper short of its command: not lost
     assert not t.lost(gripper, 10.5)
     assert not t.lost(pushed, 12.5)  # nothing of the chunk in the window: not judged
+    # a new chunk that has not taken over yet: the arm still plays the one before
+    t.published("flow", 10.5, 10.0, chunk[5:] + 0.4, 10.6)
+    assert not t.lost(chunk[6], 10.6)
+    assert t.lost(chunk[6] - 0.6, 10.6)
 
 
 def test_continue_mode_plays_the_old_chunk_until_the_new_one_takes_over():

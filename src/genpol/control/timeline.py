@@ -126,10 +126,14 @@ class PlannerTimeline:
         self.margin_s = margin_s
         self._delays: collections.deque[float] = collections.deque(maxlen=window)
         self._last: tuple[object, np.ndarray, np.ndarray] | None = None
+        #: the last few chunks sent (times, positions): until the newest takes over, the arm
+        #: plays the one before
+        self._sent: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque(maxlen=4)
 
     def reset(self) -> None:
         """A new episode: nothing is playing."""
         self._last = None
+        self._sent.clear()
 
     def playing(self, key: object, stamp: float) -> bool:
         """Whether a chunk of this policy still plays at `stamp`: a chunk planned now follows
@@ -143,20 +147,18 @@ class PlannerTimeline:
 
     def lost(self, measured: np.ndarray, stamp: float, tolerance: float = LOST_TOLERANCE_RAD,
              window_s: float = LOST_WINDOW_S) -> bool:
-        """Whether the arm has left the planner's last chunk: some arm joint measured at `stamp`
-        is further than `tolerance` from every point of that chunk over the `window_s` before
-        (the executor's tracking lag). The executor then re-anchors at the measured state and
-        drops that chunk (a push, a restarted driver), so continuing it would steer back toward
-        where the arm no longer is; the next chunk chooses afresh."""
-        if self._last is None:
+        """Whether the arm has left what the planner sent: some arm joint measured at `stamp` is
+        further than `tolerance` from every point of its last few chunks over the `window_s`
+        before (the executor's rule, and its tracking lag). The executor then re-anchors at the
+        measured state and drops those chunks (a push, a restarted driver), so continuing them
+        would steer back toward where the arm no longer is; the next chunk chooses afresh."""
+        near = [positions[(times >= stamp - window_s) & (times <= stamp + 1e-9)]
+                for times, positions in self._sent]
+        points = np.concatenate(near) if near else np.zeros((0, 0))
+        if len(points) == 0:
             return False
-        _, times, positions = self._last
-        near = (times >= stamp - window_s) & (times <= stamp + 1e-9)
-        if not near.any():
-            return False
-        arm = [i for i in range(min(positions.shape[1], len(measured)))
-               if i != GRIPPER_INDEX]
-        gaps = np.abs(positions[near][:, arm] - np.asarray(measured, float)[arm]).min(axis=0)
+        arm = [i for i in range(min(points.shape[1], len(measured))) if i != GRIPPER_INDEX]
+        gaps = np.abs(points[:, arm] - np.asarray(measured, float)[arm]).min(axis=0)
         return bool(np.any(gaps > tolerance))  # an unmeasured joint (NaN) never counts
 
     def published(self, key: object, stamp: float, fps: float, positions: np.ndarray,
@@ -165,6 +167,7 @@ class PlannerTimeline:
         self._delays.append(max(0.0, published_at - stamp))
         times = stamp + np.arange(len(positions)) / fps
         self._last = (key, times, np.asarray(positions, dtype=float).copy())
+        self._sent.append((times, self._last[2]))
 
     def prefix(self, key: object, stamp: float, fps: float, horizon: int,
                schedule: str = "exp", max_guidance: float = 5.0) -> Prefix | None:
