@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -205,13 +206,21 @@ def cmd_bringup(args: argparse.Namespace) -> int:
         return 2
 
 
+def _ros_module(command: str, name: str) -> Any:
+    """genpol.nodes.<name> for a command that talks to a graph, or None (said on stderr) when
+    rclpy or the messages are missing."""
+    try:
+        return importlib.import_module(f"genpol.nodes.{name}")
+    except ImportError as exc:
+        print(f"genpol {command}: error: needs rclpy and the ROS 2 messages ({exc}); `make "
+              "setup` installs them, or source a ROS 2 distribution", file=sys.stderr)
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """`genpol status`: the running graph's status line, no ROS 2 CLI needed."""
-    try:
-        from genpol.nodes import status_client
-    except ImportError as exc:
-        print(f"genpol status: error: needs rclpy and the ROS 2 messages ({exc}); `make setup` "
-              "installs them, or source a ROS 2 distribution", file=sys.stderr)
+    status_client = _ros_module("status", "status_client")
+    if status_client is None:
         return 1
     try:
         return status_client.run(once=args.once, timeout=args.timeout)
@@ -221,11 +230,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_param(args: argparse.Namespace) -> int:
     """`genpol param`: a running node's parameters over its services, no ROS 2 CLI needed."""
-    try:
-        from genpol.nodes import param_client
-    except ImportError as exc:
-        print(f"genpol param: error: needs rclpy and the ROS 2 messages ({exc}); `make setup` "
-              "installs them, or source a ROS 2 distribution", file=sys.stderr)
+    param_client = _ros_module("param", "param_client")
+    if param_client is None:
         return 1
     try:
         with param_client.connect(args.node, args.timeout) as node:
