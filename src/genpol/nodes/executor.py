@@ -260,8 +260,9 @@ class ExecutorNode(Node):
                        "it runs at normal priority")
 
     def _set_fifo(self, priority: int, what: str, otherwise: str) -> bool:
-        try:  # pid 0: the calling thread, on Linux
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        try:  # pid 0: the calling thread, on Linux; processes it starts run at normal priority
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK,
+                                  os.sched_param(priority))
         except (AttributeError, OSError) as exc:
             self.get_logger().warning(
                 f"could not run {what} at SCHED_FIFO priority {priority} ({exc}); {otherwise}. "
