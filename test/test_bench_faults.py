@@ -18,6 +18,11 @@ META_KEYS = {"command", "host_cpu", "cpu_count", "torch_threads", "load_average_
              "load_average_at_end", "wall_seconds", "cpu_seconds", "ros_domain_id"}
 
 
+#: checks of the quick rows that measure timing: left to the bench, not judged in the suite
+TIMING_CHECKS = {"tick rate over the row (Hz)", "missed ticks over the row (the flood included)",
+                 "10,000-point chunk: tick delay (ms)"}
+
+
 # ---- pure ---------------------------------------------------------------------------------------
 def test_commands_within_the_speed_limit_and_a_jump_beyond_it():
     step = np.full(5, 0.06)
@@ -153,8 +158,9 @@ def test_quick_faults_through_the_graph(tmp_path):
     assert saved["_meta"]["rows"] == ["bad_checkpoints", "malformed_chunks", "recorder_kill"]
     for name, target in saved["targets"].items():
         assert {"value", "threshold", "met"} <= set(target), name
-    for name in ("oversized_chunk_tick_delay_ms", "repaired_read_by_rosbags_and_mcap",
-                 "recorder_lost_s"):
+    # timing (tick rate, missed ticks, tick delay) depends on the host's load: the bench judges
+    # it (make bench-faults), the suite only that it was measured
+    for name in ("repaired_read_by_rosbags_and_mcap", "recorder_lost_s"):
         assert saved["targets"][name]["met"], (name, saved["targets"][name])
     rows = {r["row"]: r for r in saved["results"]}
     assert set(rows) == set(faults.QUICK_ROWS)
@@ -162,7 +168,7 @@ def test_quick_faults_through_the_graph(tmp_path):
     print("\n" + table)
     for name, row in rows.items():
         assert not row["error"], (name, row["error"])
-        failed = set(row["failed_checks"])
+        failed = set(row["failed_checks"]) - TIMING_CHECKS
         assert not failed, (name, [c for c in row["checks"] if c["what"] in failed])
         assert f"| {row['number']} | {row['fault']} |" in table
     # what the rows saw, not just their verdicts
