@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
+
+from bag_helpers import record_joint_states
 
 from genpol.recording import read_episode
 from genpol.recording.repair import (FAILED, REPAIRED, SKIPPED, WHOLE, repair_episode,
@@ -260,24 +261,7 @@ def test_the_recorder_repairs_torn_episodes_before_it_records(killed, ros, tmp_p
 
 def _record(dataset: Path, n: int, compression: str = "none") -> Path:
     """A whole episode of n JointStates, flushed every 10 (chunks), stopped normally."""
-    from genpol.recording.recorder import EpisodeRecorder
-    from genpol.recording.writer import TopicInfo
-
-    store = jazzy_typestore()
-    js, header = store.types["sensor_msgs/msg/JointState"], store.types["std_msgs/msg/Header"]
-    stamp = store.types["builtin_interfaces/msg/Time"]
-    rec = EpisodeRecorder(dataset, backend="mcap", min_free_mb=1.0, compression=compression)
-    _, path = rec.start(task="t", topics=[TopicInfo("/joint_states",
-                                                    "sensor_msgs/msg/JointState")])
-    for k in range(n):
-        msg = js(header=header(stamp=stamp(sec=k, nanosec=0), frame_id=""), name=["a"],
-                 position=np.array([float(k)]), velocity=np.array([]), effort=np.array([]))
-        rec.write("/joint_states", 1_000_000 + k, store.serialize_cdr(
-            msg, "sensor_msgs/msg/JointState"))
-        if k % 10 == 9:
-            rec.flush()
-    rec.stop(success=True)
-    return path
+    return record_joint_states(dataset, n, compression=compression)
 
 
 def _record_offsets(data: bytes) -> list[tuple[int, int]]:

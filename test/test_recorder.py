@@ -362,28 +362,10 @@ def test_sigkill_mid_episode_keeps_finished_episodes_and_the_flushed_part(ros, t
 
 
 def test_damaged_bags_raise_bag_error_naming_episode_and_file(tmp_path):
-    from genpol.recording.recorder import EpisodeRecorder
-    from genpol.recording.writer import TopicInfo
-
-    store = jazzy_typestore()
-    js = store.types["sensor_msgs/msg/JointState"]
-    header = store.types["std_msgs/msg/Header"]
-    stamp = store.types["builtin_interfaces/msg/Time"]
+    from bag_helpers import record_joint_states
 
     def record(dataset: Path, n: int, stop: bool = True) -> Path:
-        rec = EpisodeRecorder(dataset, backend="mcap", min_free_mb=1.0)
-        _, path = rec.start(task="t", topics=[TopicInfo("/joint_states",
-                                                        "sensor_msgs/msg/JointState")])
-        for k in range(n):
-            msg = js(header=header(stamp=stamp(sec=k, nanosec=0), frame_id=""), name=["a"],
-                     position=np.array([float(k)]), velocity=np.array([]), effort=np.array([]))
-            rec.write("/joint_states", 1_000_000 + k, store.serialize_cdr(
-                msg, "sensor_msgs/msg/JointState"))
-            if k % 10 == 9:
-                rec.flush()
-        if stop:
-            rec.stop(success=False)
-        return path
+        return record_joint_states(dataset, n, stop=stop, success=False)
 
     # A finished bag cut short: metadata.yaml promises more than the file holds.
     path = record(tmp_path / "a", 50)
