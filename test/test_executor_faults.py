@@ -110,6 +110,62 @@ def test_tracking_lag_noise_and_a_blocked_gripper_do_not_re_anchor():
     assert ex.reanchored == 0, ex.last_reanchor
 
 
+def test_silent_joint_states_command_nothing_then_re_anchor_where_the_arm_came_back():
+    """The driver is killed (no /joint_states) and restarted at its start pose: nothing is sent
+    while it is silent (a restarted driver would chase the last command at any speed), and the
+    first state after the gap re-anchors there, so every command after it is within the limit
+    from where the arm is."""
+    ex = ChunkExecutor(ExecutorConfig(velocity_scale=SCALE, state_timeout_s=0.5))
+    ex.set_measured(HOME, NAMES)
+    target = HOME + np.array([0.3, 0.2, -0.2, 0.1, 0.0, 0.0])
+    assert ramp(ex, 0.0, HOME, target, n=40).accepted
+    for k in range(20):
+        cmd = ex.tick(k * DT)
+        ex.set_measured(cmd.positions[0], NAMES)
+    assert cmd.source == "chunk" and ex.reanchored == 0
+    last = cmd.positions[0]
+    sources, warned = [], []
+    for k in range(20, 60):  # 0.8 s without a state
+        cmd = ex.tick(k * DT)
+        sources.append(cmd.source)
+        warned += [w for w in cmd.warnings if "no /joint_states" in w]
+        if cmd.source == "silent":
+            assert len(cmd.positions) == 0
+    assert sources[:20].count("chunk") == 20, "0.4 s of silence is within the timeout"
+    assert sources[-10:] == ["silent"] * 10 and len(warned) == 1
+    back = HOME + JUMP  # the driver's start pose, 0.7 rad from the last command
+    assert np.abs(back - last).max() > 0.5
+    ex.set_measured(back, NAMES)
+    cmd = ex.tick(60 * DT)
+    assert ex.reanchored == 1 and "came back" in ex.last_reanchor
+    assert cmd.source == "hold" and np.allclose(cmd.positions, np.tile(back, (5, 1)))
+    assert ex.num_chunks == 0  # planned before the gap, from where the arm no longer is
+    start = back
+    assert ex.add_chunk(61 * DT, NAMES, np.arange(10) / 10.0, np.linspace(back, HOME, 10)).accepted
+    for k in range(61, 90):
+        cmd = ex.tick(k * DT)
+        assert within_speed_limit(start, cmd.positions), f"tick {k}: a step beyond the limit"
+        ex.set_measured(start, NAMES)
+        start = cmd.positions[0]
+    assert not np.allclose(start, back)
+
+
+def test_a_short_silence_with_the_arm_in_place_goes_on_and_zero_turns_it_off():
+    ex = ChunkExecutor(ExecutorConfig(state_timeout_s=0.1))
+    ex.set_measured(HOME, NAMES)
+    assert ex.tick(0.0).source == "hold"
+    assert ex.tick(0.2).source == "silent"
+    ex.set_measured(HOME + 0.01, NAMES)
+    cmd = ex.tick(0.22)
+    assert cmd.source == "hold" and ex.reanchored == 0
+    assert np.allclose(cmd.positions[0], HOME)  # the hold it had, not the new reading
+    off = ChunkExecutor(ExecutorConfig(state_timeout_s=0.0))
+    off.set_measured(HOME, NAMES)
+    assert [off.tick(t).source for t in (0.0, 5.0, 50.0)] == ["hold"] * 3
+    with pytest.raises(ValueError, match="state_timeout_s"):
+        ExecutorConfig(state_timeout_s=-1.0)
+
+
 def test_a_jump_beyond_the_limits_is_a_fault_until_reset():
     ex = ChunkExecutor(ExecutorConfig())
     ex.set_measured(HOME, NAMES)
@@ -171,7 +227,7 @@ def _node_and_probe(**overrides):
     arm = TopicCollector(probe, JointTrajectory, "/arm_controller/joint_trajectory")
     state = {"q": HOME}
     state_pub = probe.create_publisher(JointState, "/joint_states", 10)
-    probe.create_timer(0.01, lambda: state_pub.publish(
+    probe.create_timer(0.01, lambda: state["q"] is None or state_pub.publish(
         JointState(name=NAMES, position=[float(v) for v in state["q"]])))
     chunks = probe.create_publisher(JointTrajectory, "/genpol/action_chunk", 10)
     return node, probe, arm, state, chunks
@@ -233,3 +289,23 @@ def test_the_node_re_anchors_after_a_state_jump(ros):
         status = node.status()
         assert status["reanchored"] == 1 and "shoulder_lift" in status["reanchor"]
         assert status["warnings"].get("re-anchored at the measured state") == 1
+
+
+def test_the_node_sends_nothing_while_joint_states_are_silent(ros):
+    """A killed driver: the state publisher stops; the executor stops commanding, says so in
+    ~/status, and after the driver comes back elsewhere re-anchors there."""
+    from ros_helpers import spinning, wait_for
+
+    node, probe, arm, state, chunks = _node_and_probe(state_timeout_s=0.3)
+    with spinning(node, probe):
+        assert wait_for(lambda: len(arm) >= 3, timeout=5)
+        state["q"] = None  # the driver is killed
+        assert wait_for(lambda: node.last_source == "silent", timeout=5)
+        seen = len(arm)
+        ticks = node.ticks
+        assert wait_for(lambda: node.ticks >= ticks + 25, timeout=5)
+        assert len(arm) <= seen + 1 and node.status()["command"] == "silent"
+        state["q"] = HOME + JUMP  # back at its start pose
+        assert wait_for(lambda: node.core.reanchored == 1, timeout=5), "no re-anchoring"
+        assert wait_for(lambda: len(arm) >= seen + 5, timeout=5)
+        np.testing.assert_allclose(arm.messages[-1].points[0].positions, (HOME + JUMP)[:5])

@@ -45,7 +45,8 @@ def test_executor_holds_then_follows_chunks_and_drops_bad_ones(ros):
     with spinning(node, probe):
         assert wait_for(lambda: node.ticks >= 10, timeout=5)
         assert len(arm) == 0, "published before any joint state was known"
-        state_pub.publish(_joint_state(probe, HOME))
+        # From now on the arm reports at 50 Hz (silent states stop the commands).
+        probe.create_timer(0.02, lambda: state_pub.publish(_joint_state(probe, HOME)))
         assert wait_for(lambda: len(arm) >= 5, timeout=5)
         held = arm.messages[-1]
         assert held.joint_names == list(robot.ARM_JOINTS)

@@ -93,6 +93,9 @@ EXECUTOR: tuple[Param, ...] = (
     Param("tracking_window_s", 0.5, "how far back commands count for divergence_tolerance_rad: "
                                     "the measured state trails the command by the controller's "
                                     "lag and the state's delay", range=(0.0, 5.0)),
+    Param("state_timeout_s", 0.5, "joint states silent this long: command nothing (the arm's "
+                                  "driver stopped); on the first state after, re-anchor there if "
+                                  "the arm moved (0: off)", range=(0.0, 60.0)),
     Param("tick_source", "thread", "thread: own thread at absolute deadlines; timer: an rclpy "
                                    "wall timer (always the timer with use_sim_time)",
           choices=("thread", "timer")),

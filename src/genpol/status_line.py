@@ -51,6 +51,8 @@ def planner_part(s: Status) -> str:
 def executor_part(s: Status) -> str:
     if s.get("fault"):
         return f"executor FAULT {short(s['fault'], 70)}"
+    if s.get("command") == "silent":
+        return "executor SILENT (no /joint_states: commanding nothing)"
     received, accepted = s.get("chunks_received", 0), s.get("chunks_accepted", 0)
     return (f"executor {s.get('mode', '?')} {accepted}/{received} ok "
             f"{s.get('chunks_dropped', received - accepted)} dropped")

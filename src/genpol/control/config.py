@@ -44,6 +44,11 @@ class ExecutorConfig:
     #: tracking lag and the state's own delay (in simulation on a busy 2-core machine, with
     #: states at 33 instead of 100 Hz, 0.2 s windows still saw the arm "leave" 4 times in 40 s)
     tracking_window_s: float = 0.5
+    #: /joint_states silent for longer than this: the arm's driver stopped (killed, restarted,
+    #: USB unplugged), so command nothing rather than keep sending the last command to whatever
+    #: comes back; on the first state after the gap, re-anchor there if the arm is elsewhere.
+    #: 0: off
+    state_timeout_s: float = 0.5
 
     def __post_init__(self) -> None:
         self.validate()
@@ -87,6 +92,10 @@ class ExecutorConfig:
         if not (_finite(self.tracking_window_s) and self.tracking_window_s >= 0):
             raise ValueError(f"tracking_window_s must be >= 0 seconds, got "
                              f"{self.tracking_window_s!r}; e.g. 0.5")
+
+        if not (_finite(self.state_timeout_s) and self.state_timeout_s >= 0):
+            raise ValueError(f"state_timeout_s must be >= 0 seconds (0: off), got "
+                             f"{self.state_timeout_s!r}; e.g. 0.5")
 
         self.joint_names = [str(n) for n in self.joint_names]
         if not self.joint_names:

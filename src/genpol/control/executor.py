@@ -36,7 +36,7 @@ class Command:
 
     times: np.ndarray  # (P,) seconds from now
     positions: np.ndarray  # (P, J) in config.joint_names order; (0, J) = publish nothing
-    source: str  # "chunk", "hold" or "fault"
+    source: str  # "chunk", "hold", "fault" or "silent" (no recent /joint_states)
     warnings: list[str] = field(default_factory=list)
     speed_scale: float = 1.0  # < 1: the speed limit scaled the chunks' steps down to this
 
@@ -61,6 +61,10 @@ class ChunkExecutor:
         self._watch = TrackingWatch(config.joint_names, config.divergence_tolerance_rad,
                                     round(config.tracking_window_s * config.rate_hz) + 1,
                                     config.divergence_ticks)
+        self._state_seq = 0  # set_measured calls so far; the tick notes when it last changed
+        self._state_seen = 0
+        self._state_time: float | None = None  # the tick that first saw the newest state
+        self._silent = False  # states stopped for longer than state_timeout_s
         self.reanchored = 0  # times the measured state left the command and was taken up
         self.last_reanchor = ""  # why, the last time
         self._lock = threading.RLock()
@@ -79,6 +83,7 @@ class ChunkExecutor:
             self._not_before = float(now)
             self._fault = None
             self._watch.clear()
+            self._state_time, self._silent = None, False
 
     @property
     def fault(self) -> str | None:
@@ -110,6 +115,8 @@ class ChunkExecutor:
         with self._lock:
             for i, value in updates:
                 self._measured[i] = value
+            if updates:
+                self._state_seq += 1
 
     def add_chunk(self, stamp: float, joint_names: Sequence[str], times_from_start: np.ndarray,
                   positions: np.ndarray, now: float | None = None) -> ChunkResult:
@@ -167,6 +174,8 @@ class ChunkExecutor:
             self._chunks.clear()
             self._newest_stamp = None
         self._last_tick = now
+        if self._state_silent(now, warnings):
+            return self._empty(warnings, "silent")
         if self._fault is None and self._commanded is None and self._held is None:
             first = self.measured
             self._fault = None if first is None else self._start_fault(first)
@@ -234,17 +243,60 @@ class ChunkExecutor:
         if measured is None:
             return
         divergence = self._watch.check(measured, now)
-        if divergence is None:
-            return
+        if divergence is not None:
+            self._reanchor(measured, divergence.since, divergence.reason, warnings)
+
+    def _reanchor(self, measured: np.ndarray, since: float, reason: str,
+                  warnings: list[str]) -> None:
         self._watch.clear()
         self.reanchored += 1
-        self.last_reanchor = divergence.reason
+        self.last_reanchor = reason
         self._fault = self._start_fault(measured, "the measured position after a jump")
         self._commanded, self._held = measured, None
-        self._not_before = max(self._not_before, divergence.since)
+        self._not_before = max(self._not_before, since)
         self._chunks = [c for c in self._chunks if c.stamp >= self._not_before]
-        warnings.append(f"re-anchored at the measured state: {divergence.reason}; dropped the "
-                        "chunks planned before it")
+        warnings.append(f"re-anchored at the measured state: {reason}; dropped the chunks "
+                        "planned before it")
+
+    def _state_silent(self, now: float, warnings: list[str]) -> bool:
+        """No /joint_states for state_timeout_s: whatever answers next (a restarted driver at
+        its start pose, a reconnected arm that sagged) must not be sent the last command, which
+        it would chase at any speed. Command nothing meanwhile; on the first state after the
+        gap, re-anchor there if the arm is no longer where the command was."""
+        timeout = self.config.state_timeout_s
+        if self._state_seq != self._state_seen:
+            self._state_seen, self._state_time = self._state_seq, now
+            if self._silent:
+                self._silent = False
+                self._resume_after_silence(now, warnings)
+            return False
+        if timeout <= 0 or self._state_time is None or now - self._state_time <= timeout:
+            return False
+        if not self._silent:
+            self._silent = True
+            warnings.append(f"no /joint_states for {now - self._state_time:.2f} s "
+                            f"(state_timeout_s {timeout:g}): commanding nothing until the arm "
+                            "reports again")
+        return True
+
+    def _resume_after_silence(self, now: float, warnings: list[str]) -> None:
+        measured, last = self.measured, self._commanded
+        if last is None:
+            last = self._held
+        if measured is None or last is None:
+            return
+        off = np.abs(measured - last)
+        if self.config.divergence_tolerance_rad > 0:
+            moved = off > self.config.divergence_tolerance_rad
+        else:
+            moved = off > 0
+        if not moved.any():
+            warnings.append("/joint_states back; the arm is where it was commanded: going on")
+            return
+        what = ", ".join(f"{self.config.joint_names[j]} measured {measured[j]:.2f} rad, "
+                         f"commanded {last[j]:.2f}" for j in np.flatnonzero(moved))
+        self._reanchor(measured, now, f"/joint_states came back after a silence with the arm "
+                                      f"elsewhere ({what})", warnings)
 
     def _hold(self, warnings: list[str]) -> Command:
         # Before any chunk: hold the first measured position, fixed, as a trajectory controller
@@ -279,8 +331,9 @@ class ChunkExecutor:
                 "JSON>), a servo wired to the wrong id, or a joint pushed past its limit by "
                 "hand. Fix it, then call the executor's ~/reset.")
 
-    def _empty(self, warnings: list[str]) -> Command:
-        return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), "hold", warnings)
+    def _empty(self, warnings: list[str], source: str = "hold") -> Command:
+        return Command(np.zeros(0), np.zeros((0, len(self.config.joint_names))), source,
+                       warnings)
 
     def _unmeasured(self) -> list[str]:
         return [n for n, v in zip(self.config.joint_names, self._measured, strict=True)

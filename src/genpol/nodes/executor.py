@@ -81,7 +81,7 @@ class ExecutorNode(Node):
             velocity_scale=p["velocity_scale"], start_margin_rad=p["start_margin_rad"],
             max_chunk_points=p["max_chunk_points"],
             divergence_tolerance_rad=p["divergence_tolerance_rad"],
-            tracking_window_s=p["tracking_window_s"])
+            tracking_window_s=p["tracking_window_s"], state_timeout_s=p["state_timeout_s"])
         self.core = ChunkExecutor(self.config)
         #: controller -> (its publisher, the columns of its joints in config.joint_names)
         self.controllers = {
