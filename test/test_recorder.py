@@ -505,3 +505,46 @@ def test_message_definitions_of_types_rosbags_does_not_know(tmp_path, monkeypatc
     assert back.items[0].label == "a" and list(back.items[0].values) == [1.0, 2.0]
     with pytest.raises(KeyError, match="genpol_test_msgs/msg/Nope"):
         types.definition("genpol_test_msgs/msg/Nope")
+
+
+def test_a_really_full_disk_still_marks_the_episode_failed_on_disk(tmp_path):
+    """On a file system that really fills (a 2 MB tmpfs), the episode.yaml rewrite needs room
+    too: the reserve kept in the episode's directory gives it, so the episode says "failed" on
+    disk at once (a recorder killed later leaves no "recording"), and again after stop."""
+    import shutil
+    import subprocess
+
+    from genpol.recording import episode as ep
+    from genpol.recording.recorder import EpisodeRecorder, RecordingError
+    from genpol.recording.writer import TopicInfo
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        with open(mnt / "filler", "wb") as f:
+            f.write(b"\0" * (shutil.disk_usage(mnt).free - 600_000))
+        store = jazzy_typestore()
+        string = store.types["std_msgs/msg/String"]
+        rec = EpisodeRecorder(mnt / "demos", backend="mcap", min_free_mb=0.1)
+        _, path = rec.start(task="t", topics=[TopicInfo("/chatter", "std_msgs/msg/String")])
+        assert (path / ep.RESERVE_FILE).stat().st_size == ep.RESERVE_BYTES
+        blob = store.serialize_cdr(string(data="x" * 20_000), "std_msgs/msg/String")
+        written = 0
+        while rec.write("/chatter", 10 + written, blob):
+            rec.flush()
+            written += 1
+            assert written < 100, "the disk never filled"
+        assert written >= 5 and "No space left on device" in (rec.error or "")
+        assert ep.read_metadata(path)["status"] == "failed"  # before stop: already on disk
+        with pytest.raises(RecordingError, match="No space left on device"):
+            rec.stop(success=True)
+        meta = ep.read_metadata(path)
+        assert meta["status"] == "failed" and "No space left" in meta["error"]
+        assert meta["message_counts"]["/chatter"] >= 5
+        assert not (path / ep.RESERVE_FILE).exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

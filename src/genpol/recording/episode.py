@@ -161,6 +161,24 @@ def check_writable(dataset_dir: Path, min_free_bytes: int) -> str | None:
     return None
 
 
+#: room kept in every open episode's directory (a file of zeros) for its last episode.yaml:
+#: when the disk fills, the reserve is freed and the episode can still say it failed
+RESERVE_FILE, RESERVE_BYTES = ".space-reserve", 256 * 1024
+
+
+def make_reserve(bag_dir: Path, size: int = RESERVE_BYTES) -> None:
+    """Allocate the reserve for real (zeros written and synced: a sparse file frees nothing)."""
+    with open(Path(bag_dir) / RESERVE_FILE, "wb") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def release_reserve(bag_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(Path(bag_dir) / RESERVE_FILE)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename inside `path` durable (best effort: not every file system allows it)."""
     try:

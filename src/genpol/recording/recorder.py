@@ -108,9 +108,11 @@ class EpisodeRecorder:
                 for info in topics:
                     writer.add_topic(info)
                 writer.flush()
+                ep.make_reserve(bag_dir)
                 ep.write_metadata(bag_dir, meta)
             except (OSError, KeyError) as exc:
                 writer.abort()
+                ep.release_reserve(bag_dir)
                 raise RecordingError(f"not recording: cannot write {bag_dir}: "
                                      f"{getattr(exc, 'strerror', None) or exc}") from None
             self._writer, self._meta, self.error = writer, meta, None
@@ -169,6 +171,13 @@ class EpisodeRecorder:
         self.error = (f"writing {self._writer.bag_dir} failed: "
                       f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
         self._writer.abort()
+        # Say so on disk now (a recorder killed later must not leave "recording"), in the room
+        # the reserve kept; stop() writes the final episode.yaml over it.
+        ep.release_reserve(self._writer.bag_dir)
+        if self._meta is not None:
+            with contextlib.suppress(OSError):
+                ep.write_metadata(self._writer.bag_dir,
+                                  self._meta | {"status": ep.FAILED, "error": self.error})
 
     def stop(self, *, success: bool | None = None, mode: str | None = None, notes: str = "",
              task: str | None = None, extra: dict[str, Any] | None = None) -> StopResult:
@@ -197,6 +206,7 @@ class EpisodeRecorder:
             meta["status"] = ep.FAILED if error else ep.COMPLETE
             if error:
                 meta["error"] = error
+            ep.release_reserve(writer.bag_dir)
             try:
                 ep.write_metadata(writer.bag_dir, meta)
             except OSError as exc:
@@ -219,6 +229,7 @@ class EpisodeRecorder:
                 writer, meta = self._writer, self._meta
                 assert meta is not None
                 writer.abort()
+                ep.release_reserve(writer.bag_dir)
                 self._writer, self._meta, self.error = None, None, None
                 index, path, what = meta["episode_index"], writer.bag_dir, "recording"
             elif self._last_finished is not None:

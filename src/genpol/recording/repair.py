@@ -108,6 +108,7 @@ def repair_episode(bag_dir: str | Path, *, keep_torn: bool = False,
     tmp = bag_dir / f".{mcap.name}.repair.tmp"
     copy: _Copy | None = None
     replaced = False
+    ep.release_reserve(bag_dir)  # its recorder is gone: the room is the repair's now
     try:
         copy = None if whole else _Copy(mcap, tmp)
         scan = _scan(mcap, copy, name)
