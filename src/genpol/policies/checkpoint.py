@@ -26,6 +26,9 @@ MODEL_FILE = "model.safetensors"
 STATS_FILE = "stats.safetensors"
 FORMAT = "genpol-checkpoint-1"
 _STAT_PREFIX = "normalizer."
+# Fields added after checkpoints were already saved, with the value those checkpoints were built
+# with where it differs from a new config's default, per family.
+_SAVED_BEFORE = {family: {"unet_layout": "legacy"} for family in ("diffusion", "flow")}
 
 
 class CheckpointError(ValueError):
@@ -58,7 +61,8 @@ def _atomic(target: Path, write) -> None:
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's config.yaml as a dict (with 'family'), after checking the directory."""
+    """The checkpoint's config.yaml as a dict (with 'family'), after checking the directory; a
+    field the file predates gets the value its weights were built with (e.g. the legacy U-Net)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -75,6 +79,9 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path / CONFIG_FILE} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path / CONFIG_FILE} must hold a mapping, got {type(raw).__name__}")
+    family = raw.get("family")
+    for key, value in (_SAVED_BEFORE.get(family, {}) if isinstance(family, str) else {}).items():
+        raw.setdefault(key, value)
     return raw
 
 

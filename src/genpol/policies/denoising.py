@@ -18,7 +18,7 @@ from genpol.policies.base import Policy, PrefixTarget, repeat_batch
 from genpol.policies.config import ConfigError, PolicyConfig, require_positive
 from genpol.policies.nets.chunk_transformer import ChunkTransformer
 from genpol.policies.nets.observation import ObservationEncoder
-from genpol.policies.nets.unet1d import UNet1D
+from genpol.policies.nets.unet1d import UNET_LAYOUTS, UNet1D
 
 NETS = ("unet", "transformer")
 
@@ -31,6 +31,12 @@ class DenoiserConfig(PolicyConfig):
     down_dims: list[int] = field(default_factory=lambda: [64, 128, 256])
     kernel_size: int = 5
     n_groups: int = 8
+    # The U-Net's diffusion-step embedding width (sinusoid -> MLP); the transformer embeds the
+    # step at hidden_dim.
+    diffusion_step_embed_dim: int = 128
+    # "standard" (Diffusion Policy's U-Net) or "legacy" (genpol's first up path); a checkpoint
+    # saved without this field is read as legacy (checkpoint.read_config).
+    unet_layout: str = "standard"
     transformer_layers: int = 4
     transformer_heads: int = 4
     # Clip to [-1, 1], the normalised action range.
@@ -47,7 +53,10 @@ class DenoiserConfig(PolicyConfig):
         if self.net not in NETS:
             raise ConfigError(f"{name}.net must be one of {list(NETS)}, got {self.net!r}")
         require_positive(self, "kernel_size", "n_groups", "transformer_layers",
-                         "transformer_heads")
+                         "transformer_heads", "diffusion_step_embed_dim")
+        if self.unet_layout not in UNET_LAYOUTS:
+            raise ConfigError(f"{name}.unet_layout must be one of {list(UNET_LAYOUTS)}, got "
+                              f"{self.unet_layout!r}; new configs use 'standard'")
         dims = self.down_dims
         if (not isinstance(dims, (list, tuple)) or not dims
                 or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in dims)):
@@ -150,7 +159,8 @@ class DenoisingPolicy(Policy):
         d = self.encoder.out_dim
         if config.net == "unet":
             self.net: nn.Module = UNet1D(config.action_dim, d, config.down_dims,
-                                         config.kernel_size, config.n_groups)
+                                         config.kernel_size, config.n_groups,
+                                         config.diffusion_step_embed_dim, config.unet_layout)
         else:
             self.net = ChunkTransformer(config.action_dim, d, config.horizon, config.hidden_dim,
                                         config.transformer_layers, config.transformer_heads)

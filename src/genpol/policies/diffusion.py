@@ -1,4 +1,5 @@
-"""Diffusion Policy (Chi et al. 2023): DDPM training with epsilon prediction, DDIM or DDPM sampling.
+"""Diffusion Policy (Chi et al. 2023): DDPM training, epsilon or sample prediction, DDIM or DDPM
+sampling.
 
 The schedulers come from diffusers and hold no learned weights, so they are rebuilt from the config
 on every call: nothing about them is saved, and no timestep state leaks from one call to the next.
@@ -19,6 +20,8 @@ from genpol.policies.padding import regression_loss
 SAMPLERS = ("ddim", "ddpm")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear", "sigmoid")
 SPACINGS = ("trailing", "leading", "linspace")
+#: what the net regresses: the added noise ("epsilon") or the clean chunk ("sample")
+PREDICTION_TYPES = ("epsilon", "sample")
 
 
 @dataclass
@@ -30,6 +33,7 @@ class DiffusionConfig(DenoiserConfig):
     beta_schedule: str = "squaredcos_cap_v2"
     # "trailing" starts sampling at the last training timestep, i.e. from pure noise.
     timestep_spacing: str = "trailing"
+    prediction_type: str = "epsilon"
 
     def validate(self) -> None:
         super().validate()
@@ -40,7 +44,8 @@ class DiffusionConfig(DenoiserConfig):
                 f"num_train_timesteps ({self.num_train_timesteps}); lower num_inference_steps or "
                 f"raise num_train_timesteps")
         for key, allowed in (("sampler", SAMPLERS), ("beta_schedule", BETA_SCHEDULES),
-                             ("timestep_spacing", SPACINGS)):
+                             ("timestep_spacing", SPACINGS),
+                             ("prediction_type", PREDICTION_TYPES)):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"DiffusionConfig.{key} must be one of {list(allowed)}, "
                                   f"got {getattr(self, key)!r}")
@@ -76,7 +81,7 @@ class DiffusionPolicy(DenoisingPolicy):
         cfg = self.config
         cls = DDIMScheduler if kind == "ddim" else DDPMScheduler
         return cls(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                   clip_sample=cfg.clip_sample, prediction_type="epsilon",
+                   clip_sample=cfg.clip_sample, prediction_type=cfg.prediction_type,
                    timestep_spacing=cfg.timestep_spacing)
 
     def _loss(self, obs, action, is_pad):
@@ -85,8 +90,11 @@ class DiffusionPolicy(DenoisingPolicy):
         t = torch.randint(0, self.config.num_train_timesteps, (action.shape[0],),
                           device=action.device)
         noisy = self._diffusers("ddpm").add_noise(action, noise, t)
-        loss = regression_loss(self.net(noisy, t.float(), cond), noise, is_pad)
-        return loss, {"mse_eps": loss.item()}
+        if self.config.prediction_type == "epsilon":
+            loss = regression_loss(self.net(noisy, t.float(), cond), noise, is_pad)
+            return loss, {"mse_eps": loss.item()}
+        loss = regression_loss(self.net(noisy, t.float(), cond), action, is_pad)
+        return loss, {"mse_x0": loss.item()}
 
     def _scheduler(self, generator):
         kind = self.config.sampler
@@ -97,6 +105,7 @@ class DiffusionPolicy(DenoisingPolicy):
     # tau = sqrt(a) / (sqrt(a) + sqrt(1 - a)), scaled by sqrt(a) + sqrt(1 - a). An eps-net's x0
     # estimate amplifies its error by 1 / sqrt(a) at high noise, so (as DDIM itself does) the
     # estimate, and the steered one, are clipped to the action range when clip_sample is on.
+    # A sample-net's output is the x0 estimate itself (clipped the same way).
     @staticmethod
     def _alphas(scheduler, t) -> tuple[float, float]:
         a = float(scheduler.inner.alphas_cumprod[int(t)])
@@ -110,9 +119,13 @@ class DiffusionPolicy(DenoisingPolicy):
         return s / (s + n), s + n
 
     def _denoised(self, scheduler, x, t, out):
+        if self.config.prediction_type == "sample":
+            return self._clip(out)
         s, n = self._alphas(scheduler, t)
         return self._clip((x - n * out) / s)
 
     def _output_for(self, scheduler, x, t, x1):
+        if self.config.prediction_type == "sample":
+            return self._clip(x1)
         s, n = self._alphas(scheduler, t)
         return (x - s * self._clip(x1)) / n
