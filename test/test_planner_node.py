@@ -185,6 +185,7 @@ def test_the_last_policy_request_wins_when_an_older_load_ends_later(monkeypatch)
 
     monkeypatch.setattr(planning, "check_checkpoint", lambda path: "")
     monkeypatch.setattr(policies, "load_policy", load_when_released)
+    monkeypatch.setattr(PolicyHolder, "_ready", lambda self, policy, vetted: policy)  # a str
     holder = PolicyHolder("cpu")
     done: dict[str, str] = {}
     finished = threading.Condition()

@@ -251,6 +251,7 @@ def test_an_older_request_vetted_last_never_replaces_a_newer_one(monkeypatch):
         return f"policy {path}"
 
     monkeypatch.setattr(planning, "vet_policy", vet)
+    monkeypatch.setattr(PolicyHolder, "_ready", lambda self, policy, vetted: policy)  # a str
     holder = PolicyHolder("cpu")
     got = {}
     slow = threading.Thread(target=lambda: got.update(A=holder.prepare("A")))

@@ -123,6 +123,11 @@ PLANNER: tuple[Param, ...] = (
     Param("device", "auto", "torch device; auto: cuda when present, else cpu"),
     Param("cpu_threads", 1, "torch threads on cpu (0: torch's default, one per core)",
           range=(0, 1024)),
+    Param("precision", "float32", "sampling precision; bfloat16: matmuls and convolutions under "
+                                  "bf16 autocast (for CUDA; chunks stay float32)",
+          choices=("float32", "bfloat16")),
+    Param("compile", False, "torch.compile the policy's nets at every load (CUDA only; a load "
+                            "then takes longer)"),
     Param("num_samples", 8, "chunks sampled per observation (all drawn as markers)",
           read_only=False, range=(1, 1024)),
     Param("inference_rate_hz", 10.0, "observations planned per second (0: as fast as possible)",

@@ -20,6 +20,7 @@ import numpy as np
 
 from genpol import robot
 from genpol.control.timeline import Prefix
+from genpol.observation_history import Observation, ObservationHistory
 from genpol.policies.checkpoint import CheckpointError, read_config
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ def check_checkpoint(path: str) -> str:
 
 
 SUPERSEDED = "superseded by a later request"
+#: observations kept beyond the oldest a policy's history needs (s)
+HISTORY_MARGIN_S = 1.0
 #: how far past a joint limit a dry-run chunk may reach (rad)
 LIMIT_TOLERANCE_RAD = 0.05
 
@@ -89,14 +92,26 @@ class PolicyHolder:
     a newer one.
     """
 
-    def __init__(self, device: str = "auto", cpu_threads: int = 0):
-        self.device = resolve_device(device)
-        if self.device == "cpu" and cpu_threads > 0:
-            import torch
+    def __init__(self, device: str = "auto", cpu_threads: int = 0,
+                 warm_samples: int | Callable[[], int] = 0, precision: str = "float32",
+                 compile: bool = False):
+        """warm_samples: the planner's samples per observation (or where to read them), drawn
+        once at every install so the first chunk of an episode is not the slow one (0: no
+        warm-up); precision, compile: see genpol.policies.acceleration (refused here, before
+        any load, where the device cannot)."""
+        from genpol.policies.acceleration import autocast_dtype, check_compile, set_threads
 
+        self.device = resolve_device(device)
+        if cpu_threads > 0:
             # Beside the simulator and the executor on a small CPU, torch's default (one thread
-            # per core) makes the processes fight; the small policies gain little from more.
-            torch.set_num_threads(cpu_threads)
+            # per core) makes the processes fight; the small policies gain little from more. On
+            # CUDA too: the CPU still runs the small ops between the kernels.
+            set_threads(cpu_threads)
+        autocast_dtype(precision, self.device)
+        if compile:
+            check_compile(self.device)
+        self.warm_samples = warm_samples
+        self.precision, self.compile = precision, compile
         self.policy: Policy | None = None
         self.path = ""
         self.loaded_at = ""  # ISO time the running policy was installed
@@ -104,6 +119,15 @@ class PolicyHolder:
         self._latest = 0  # number of the latest load request
         self._installed = 0  # number of the request that runs
         self._halted: tuple[Policy, str] | None = None
+        #: recent observations, for a policy that sees a history (n_obs_steps > 1); they are
+        #: the world's, not a policy's, so a swap keeps them and a new episode (reset) drops them
+        self.history = ObservationHistory()
+
+    def observe(self, stamp: float, positions_by_name: Mapping[str, float],
+                images: Mapping[str, np.ndarray] | None) -> None:
+        """Keep an observation as it arrives, so a history is 1/fps apart whatever the rate
+        chunks are planned at."""
+        self.history.add(stamp, positions_by_name, images)
 
     def load(self, path: str) -> None:
         """Vet now (on this thread) and switch to it; raises CheckpointError if unfit."""
@@ -112,7 +136,7 @@ class PolicyHolder:
     def prepare(self, path: str) -> Candidate:
         """Number a swap request and vet its checkpoint (CheckpointError if unfit)."""
         request = self._new_request()
-        return Candidate(request, path, vet_policy(path, self.device))
+        return Candidate(request, path, self._ready(vet_policy(path, self.device), vetted=True))
 
     def superseded(self, candidate: Candidate) -> bool:
         """True if a later request was made while `candidate` was vetted."""
@@ -167,15 +191,43 @@ class PolicyHolder:
         reason = check_checkpoint(path)
         if reason:
             raise CheckpointError(reason)
-        policy = load_policy(path, device=self.device)
+        policy = self._ready(load_policy(path, device=self.device), vetted=False)
         return self.install(Candidate(request, path, policy), latest_only=True)
+
+    def _ready(self, policy: Policy, vetted: bool) -> Policy:
+        """`policy` set up for this device (precision, compile) and warmed up: one call at the
+        planner's samples per observation (skipped when vetting's dry run drew as many), and
+        for a family that continues a prefix by guidance one guided call (autograd's first
+        backward), before it is installed. The first call at a new shape sets up kernels (on
+        CUDA: cuDNN's search, a compile), which would otherwise delay the first chunks."""
+        from genpol.policies.acceleration import accelerate
+        from genpol.policies.vetting import DRY_RUN_SAMPLES
+
+        accelerate(policy, self.precision, self.compile)
+        n = self.warm_samples() if callable(self.warm_samples) else self.warm_samples
+        if n <= 0:
+            return policy
+        cfg = policy.config
+        state = policy.normalizer.state_mean.detach().cpu().numpy()
+        _, h, w = cfg.image_shape
+        images = {cam: np.full((h, w, 3), 128, dtype=np.uint8) for cam in cfg.cameras} or None
+        if self.compile or not vetted or n != DRY_RUN_SAMPLES:
+            policy.predict_chunks(state, images, n, seed=0)
+        if policy.prefix_method == "guidance":
+            norm = policy.normalizer  # a prefix holding the middle of the action range
+            middle = ((norm.action_min + norm.action_max) / 2).detach().cpu().numpy()
+            prefix = Prefix(np.tile(middle, (cfg.horizon, 1)), committed=1,
+                            overlap=max(1, cfg.horizon // 2))
+            policy.predict_chunks(state, images, n, seed=0, prefix=prefix)
+        return policy
 
     def sample(self, positions_by_name: Mapping[str, float],
                images: Mapping[str, np.ndarray] | None, num_samples: int,
                prefix_for: Callable[[Policy], Prefix | None] | None = None,
-               steps: int | Callable[[Policy], int] = 0):
+               steps: int | Callable[[Policy], int] = 0, stamp: float | None = None):
         """(policy, chunks (N, H, A), prefix) for one observation; positions are matched by
-        joint name.
+        joint name. A policy that sees a history gets the observations `observe`d (and this one)
+        nearest to stamp, stamp - 1/fps, ...; without a stamp, this one repeated.
 
         Returns the policy used so the caller labels the chunk with that policy's fps and
         joints even if a swap lands meanwhile; `prefix_for(policy)` gives the prefix to continue
@@ -192,12 +244,22 @@ class PolicyHolder:
         missing = [n for n in names if n not in positions_by_name]
         if missing:
             raise ValueError(f"joint state lacks {missing}")
-        state = np.array([positions_by_name[n] for n in names], dtype=np.float32)
-        cams = {}
-        for cam in policy.config.cameras:
+        cfg = policy.config
+        for cam in cfg.cameras:
             if images is None or cam not in images:
                 raise ValueError(f"no image yet from camera {cam!r}")
-            cams[cam] = _fit(images[cam], policy.config.image_shape)
+        now = Observation(stamp or 0.0, positions_by_name, images or {})
+        seen = [now]
+        if cfg.n_obs_steps > 1 and stamp is not None:
+            self.history.span_s = (cfg.n_obs_steps - 1) / cfg.fps + HISTORY_MARGIN_S
+            self.history.add(stamp, positions_by_name, images)
+            seen = self.history.pick(stamp, cfg.n_obs_steps, 1.0 / cfg.fps, cfg.cameras,
+                                     names)[:-1] + [now]
+        state = np.array([[o.positions[n] for n in names] for o in seen], dtype=np.float32)
+        cams = {cam: np.stack([_fit(o.images[cam], cfg.image_shape) for o in seen])
+                for cam in cfg.cameras}
+        if len(seen) == 1:  # one observation (a policy that sees a history repeats it)
+            state, cams = state[0], {cam: frames[0] for cam, frames in cams.items()}
         prefix = prefix_for(policy) if prefix_for is not None else None
         if callable(steps):
             steps = steps(policy)

@@ -8,10 +8,12 @@ Only rank 0 writes checkpoints and shows progress.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,8 +23,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from genpol.data.arrays import ChunkData, DataError
+from genpol.data.arrays import ChunkData, DataError, history_rows
 from genpol.policies import Policy, PolicyConfig, make_policy, save_policy
+from genpol.policies.acceleration import allow_tf32, set_threads
 from genpol.policies.config import ConfigError
 from genpol.policies.normalize import compute_stats
 
@@ -49,6 +52,16 @@ class TrainConfig:
     #: sample of every batch, as Diffusion Policy crops and DrQ shifts: a small image dataset
     #: is otherwise memorised pixel by pixel. 0: off.
     image_shift: int = 4
+    #: torch threads (intra- and inter-op) for this process; 0: torch's default, one per core,
+    #: which on a shared or small machine makes processes fight over the cores.
+    threads: int = 0
+    #: DataLoader worker processes that gather and shift the image minibatches while the model
+    #: trains; -1: with images, the cores training leaves free (all but one on CUDA, all but
+    #: `threads` on the CPU), at most 4. State-only batches are gathered in memory (fastest).
+    num_workers: int = -1
+    #: bf16 autocast of the forward pass on CUDA (the weights and the optimiser stay float32);
+    #: on the CPU it does nothing.
+    amp: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):
@@ -62,6 +75,12 @@ class TrainConfig:
         if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.image_shift < 0:
             raise ConfigError("train warmup_steps, checkpoint_every and image_shift must be "
                               ">= 0")
+        for name, low in (("threads", 0), ("num_workers", -1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"train {name} must be a whole number >= {low}, got {value!r}")
+        if not isinstance(self.amp, bool):
+            raise ConfigError(f"train amp must be true or false, got {self.amp!r}")
         resolve_device(self.device)
 
 
@@ -71,6 +90,20 @@ class TrainResult:
     history: list[dict[str, float]]
     seconds: float
     world_size: int
+    steps_per_second: float = 0.0
+    #: samples per second over all processes (world_size x batch_size per step)
+    samples_per_second: float = 0.0
+    threads: int = 0  # torch's intra-op threads while training
+    num_workers: int = 0
+    amp: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """What a run reports beside its loss: speed and the settings it ran with."""
+        return {"seconds": round(self.seconds, 3),
+                "steps_per_second": round(self.steps_per_second, 3),
+                "samples_per_second": round(self.samples_per_second, 1),
+                "threads": self.threads, "num_workers": self.num_workers, "amp": self.amp,
+                "world_size": self.world_size}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,9 +143,16 @@ def fit_config(config: PolicyConfig, data: ChunkData) -> ChunkData:
 def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None,
           out_dir: str | os.PathLike | None = None) -> TrainResult:
     tcfg = tcfg or TrainConfig()
+    threads = set_threads(tcfg.threads)
     data = fit_config(config, data)
     world, rank, local_rank = _distributed()
     device = resolve_device(tcfg.device)
+    amp = tcfg.amp and device.type == "cuda"
+    if amp and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train amp uses bf16, which {torch.cuda.get_device_name(device)} "
+                          "lacks; train without amp")
+    if device.type == "cuda":
+        allow_tf32()
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
@@ -136,7 +176,13 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
     opt = torch.optim.AdamW(policy.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, tcfg))
     tensors = _to_tensors(data, device, tcfg.mask_padding)
+    if config.n_obs_steps > 1:  # each sample's earlier observations (DataError if unknown)
+        tensors["obs_rows"] = torch.from_numpy(history_rows(data, config.n_obs_steps))
     rng = torch.Generator().manual_seed(tcfg.seed * 1000 + rank)
+    workers = _workers(tcfg, device, bool(data.images), threads)
+    # Image batches are drawn batch by batch from their own seeds, the same whatever the
+    # workers; state-only ones from one generator, in memory (the fastest for them).
+    draws = _loader(tensors, tcfg, workers, device, rank) if data.images else None
     out = Path(out_dir) if out_dir is not None else None
 
     history: list[dict[str, float]] = []
@@ -144,8 +190,12 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
     bar = tqdm(range(1, tcfg.steps + 1), disable=not tcfg.progress or rank != 0,
                desc=f"train {config.family}", dynamic_ncols=True)
     for step in bar:
-        batch = _batch(tensors, tcfg.batch_size, rng, device, tcfg.image_shift)
-        loss, info = model(batch)
+        if draws is None:
+            batch = _batch(tensors, tcfg.batch_size, rng, device, tcfg.image_shift)
+        else:
+            batch = _assemble(tensors, *next(draws), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, info = model(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; "
                                      "lower the learning rate or check the data")
@@ -160,18 +210,24 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
         if step % tcfg.log_every == 0 or step == tcfg.steps:
             row = {"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0], **info}
             history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            rate = step / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", steps_s=f"{rate:.2f}",
+                            samples_s=f"{rate * tcfg.batch_size * world:.0f}")
         if out and rank == 0 and tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 \
                 and step != tcfg.steps:
             save_policy(_final(policy, ema), out / "checkpoints" / f"step_{step:07d}",
                         {"step": step})
     seconds = time.perf_counter() - start
     bar.close()
+    del draws  # ends the DataLoader's workers
     final = _final(policy, ema).eval()
+    rate = tcfg.steps / seconds if seconds > 0 else 0.0
+    result = TrainResult(final, history, seconds, world, rate, rate * tcfg.batch_size * world,
+                         threads, workers, amp)
     if out and rank == 0:
         save_policy(final, out, {"step": tcfg.steps, "train": asdict(tcfg), "world_size": world,
-                                 "samples": len(data)})
-    return TrainResult(final, history, seconds, world)
+                                 "samples": len(data), **result.summary()})
+    return result
 
 
 def _final(policy: Policy, ema: AveragedModel | None) -> Policy:
@@ -212,15 +268,77 @@ def random_shift(images: torch.Tensor, pad: int, rng: torch.Generator) -> torch.
 
 def _batch(t: dict[str, Any], size: int, rng: torch.Generator, device: torch.device,
            shift: int = 0) -> dict:
-    idx = torch.randint(0, t["state"].shape[0], (size,), generator=rng)
+    return _assemble(t, *_draw(_host(t), size, rng, shift), device)
+
+
+def _host(t: dict[str, Any]) -> dict[str, Any]:
+    """What drawing a minibatch reads, all on the host (a DataLoader worker gets this)."""
+    host = {"samples": t["state"].shape[0], "images": t["images"]}
+    if "obs_rows" in t:
+        host["obs_rows"] = t["obs_rows"]
+    return host
+
+
+def _draw(h: dict[str, Any], size: int, rng: torch.Generator,
+          shift: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(sample indices, their images shifted, uint8 on the host): the part of a minibatch that
+    can run in a DataLoader worker."""
+    idx = torch.randint(0, h["samples"], (size,), generator=rng)
+    rows = h["obs_rows"][idx] if "obs_rows" in h else idx  # (B, n_obs_steps) with a history
+    images = {k: random_shift(v[rows].flatten(0, -4).permute(0, 3, 1, 2), shift, rng)
+              .unflatten(0, rows.shape) for k, v in h["images"].items()}
+    return idx, images
+
+
+def _assemble(t: dict[str, Any], idx: torch.Tensor, images: dict[str, torch.Tensor],
+              device: torch.device) -> dict:
     dev_idx = idx.to(device)
-    batch = {"state": t["state"][dev_idx], "action": t["action"][dev_idx]}
+    rows = t["obs_rows"][idx] if "obs_rows" in t else idx
+    batch = {"state": t["state"][rows.to(device)], "action": t["action"][dev_idx]}
     if "action_is_pad" in t:
         batch["action_is_pad"] = t["action_is_pad"][dev_idx]
-    if t["images"]:
-        batch["images"] = {k: random_shift(v[idx].permute(0, 3, 1, 2), shift, rng)
-                           .to(device, non_blocking=True) for k, v in t["images"].items()}
+    if images:
+        batch["images"] = {k: v.to(device, non_blocking=True) for k, v in images.items()}
     return batch
+
+
+class _Draws(torch.utils.data.IterableDataset):
+    """Endless minibatch draws (_draw): worker k of n draws batches k, k + n, ..., batch i from
+    its own seed, so the DataLoader (which takes the workers' batches in turn) yields the same
+    batches whatever the number of workers."""
+
+    def __init__(self, host: dict[str, Any], size: int, shift: int, seed: int):
+        self.host, self.size, self.shift, self.seed = host, size, shift, seed
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        first, every = (worker.id, worker.num_workers) if worker else (0, 1)
+        for i in itertools.count(first, every):
+            rng = torch.Generator().manual_seed(hash((self.seed, i)) & (2**63 - 1))
+            yield _draw(self.host, self.size, rng, self.shift)
+
+
+def _workers(tcfg: TrainConfig, device: torch.device, images: bool, threads: int) -> int:
+    if not images:
+        return 0  # state-only batches are gathered in memory
+    if tcfg.num_workers >= 0:
+        return tcfg.num_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = 1 if device.type == "cuda" else threads
+    return max(0, min(4, (cores or 1) - busy))
+
+
+def _loader(t: dict[str, Any], tcfg: TrainConfig, workers: int, device: torch.device,
+            rank: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Minibatch draws from `workers` processes (0: in this one), pinned for a fast copy to a
+    GPU."""
+    seed = tcfg.seed * 1000 + rank
+    if workers == 0:
+        return iter(_Draws(_host(t), tcfg.batch_size, tcfg.image_shift, seed))
+    loader = torch.utils.data.DataLoader(
+        _Draws(_host(t), tcfg.batch_size, tcfg.image_shift, seed), batch_size=None,
+        num_workers=workers, pin_memory=device.type == "cuda")
+    return iter(loader)
 
 
 def config_for_data(family: str, data: ChunkData, **overrides: Any) -> PolicyConfig:

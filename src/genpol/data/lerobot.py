@@ -479,7 +479,8 @@ def episodes_to_chunks(episodes: Sequence[EpisodeFrames], horizon: int, fps: flo
             images[cam].append(ep.images[cam])
     return ChunkData(np.concatenate(states), np.concatenate(actions),
                      {cam: np.concatenate(v) for cam, v in images.items()},
-                     list(joint_names), float(fps), np.concatenate(pads))
+                     list(joint_names), float(fps), np.concatenate(pads),
+                     np.concatenate([np.arange(len(s)) for s in states]))
 
 
 def load_v3(path: Path, horizon: int | None = None, lerobot_units: str | None = None,

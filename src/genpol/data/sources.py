@@ -1,6 +1,7 @@
 """Pluggable on-disk sources for training: each recognises a path and turns it into ChunkData.
 
-Today: `.npz` archives (keys state, action, optional action_is_pad and image.<camera>) and
+Today: `.npz` archives (keys state, action, optional action_is_pad, frame_index and
+image.<camera>) and
 LeRobotDataset v3.0 directories (data/lerobot.py). Later formats register themselves here so
 `genpol train` needs no change.
 """
@@ -43,6 +44,8 @@ def save_npz(data: ChunkData, path: str | Path) -> Path:
         "joint_names": np.array(data.joint_names, dtype=str)}
     if data.action_is_pad.any():
         arrays["action_is_pad"] = data.action_is_pad
+    if data.frame_index is not None:
+        arrays["frame_index"] = data.frame_index
     arrays.update({f"image.{cam}": img for cam, img in data.images.items()})
     np.savez_compressed(path, **arrays)
     return path
@@ -57,7 +60,7 @@ def _load_npz(path: Path, horizon: int | None, **_: Any) -> ChunkData:
             data = ChunkData(z["state"], z["action"], images,
                              [str(j) for j in z["joint_names"]] if "joint_names" in z else [],
                              float(z["fps"]) if "fps" in z else 10.0,
-                             z.get("action_is_pad"))
+                             z.get("action_is_pad"), z.get("frame_index"))
     except (OSError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise

@@ -55,7 +55,9 @@ class PlannerNode(Node):
         super().__init__("planner", **kwargs)
         params.declare(self, PLANNER)
         p = params.values(self, PLANNER)
-        self.holder = PolicyHolder(p["device"], p["cpu_threads"])
+        self.holder = PolicyHolder(p["device"], p["cpu_threads"],
+                                   warm_samples=lambda: self.num_samples,
+                                   precision=p["precision"], compile=p["compile"])
         self.frame_id = p["frame_id"]
         # The values a `ros2 param set` may change, read by the inference thread from here.
         self.num_samples = p["num_samples"]
@@ -179,6 +181,7 @@ class PlannerNode(Node):
         with self._lock:
             self._state = None
             self._images.clear()
+            self.holder.history.reset()
             self._last_planned_stamp = self._reset_time = self.get_clock().now().nanoseconds * 1e-9
             self.selector.reset()
             self.timeline.reset()
@@ -232,6 +235,7 @@ class PlannerNode(Node):
         with self._lock:
             self._state = (stamp_s(msg.header.stamp),
                            dict(zip(msg.name, msg.position, strict=True)))
+            self.holder.observe(*self._state, self._images)  # for policies that see a history
 
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
@@ -287,7 +291,7 @@ class PlannerNode(Node):
         try:
             policy, chunks, prefix = self.holder.sample(positions, images, self.num_samples,
                                                         self._prefix_for(stamp),
-                                                        self._steps_for(stamp))
+                                                        self._steps_for(stamp), stamp=stamp)
         except PolicyHalted as exc:
             self.get_logger().error(str(exc))  # once: planning stops here
             return False

@@ -8,6 +8,7 @@ touches (shape checks, normalisation, padding, numpy convenience) lives here, on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,6 +46,8 @@ class Policy(nn.Module):
     #: "forcing" (the prefix's tokens are given), or None (the family cannot: the planner falls
     #: back to choosing the sample nearest the previous chunk).
     prefix_method: ClassVar[str | None] = None
+    #: Sampling runs under autocast to this dtype (None: float32); see acceleration.accelerate.
+    autocast_dtype: torch.dtype | None = None
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
@@ -118,27 +121,53 @@ class Policy(nn.Module):
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
                 raise ValueError(f"steps must be a positive integer, got {steps!r}")
             kwargs["steps"] = steps
+        # Inference mode drops autograd's bookkeeping; guidance differentiates through the net,
+        # which tensors made in inference mode cannot enter, so a guided call stays in no_grad.
+        guided = "prefix" in kwargs and self.prefix_method == "guidance"
+        cast = self.autocast_dtype
+        # Dropout off: sampling randomness comes from the model, never from dropout. A policy
+        # already in eval mode (the planner's) is left alone: walking the module tree twice per
+        # call costs more than a small net's forward.
         was_training = self.training
-        self.eval()  # dropout off: sampling randomness comes from the model, never from dropout
+        if was_training:
+            self.eval()
         try:
-            chunks = self._sample(self._prepare_obs(obs), num_samples, generator, **kwargs)
+            # (inference_mode(False) would not do: it turns grad mode on; a disabled autocast
+            # still costs ~20 us to enter, so none at all without a dtype)
+            with nullcontext() if guided else torch.inference_mode(), nullcontext() \
+                    if cast is None else torch.autocast(self.device.type, dtype=cast):
+                chunks = self._sample(self._prepare_obs(obs), num_samples, generator, **kwargs)
         finally:
-            self.train(was_training)
-        return self.normalizer.unnormalize_action(chunks)
+            if was_training:
+                self.train(True)
+        # out here a plain tensor again (no inference tensor leaks to the caller), float32
+        return self.normalizer.unnormalize_action(chunks.float())
 
     def predict_chunks(self, state: np.ndarray, images: Mapping[str, np.ndarray] | None = None,
                        num_samples: int = 1, seed: int | None = None,
                        noise: Any = None, prefix: Prefix | None = None,
                        steps: int | None = None) -> np.ndarray:
         """One observation from numpy (state (S,), images (H, W, 3) uint8) -> (N, H, A) numpy;
-        noise, prefix and steps as for `sample`."""
+        noise, prefix and steps as for `sample`. A policy with n_obs_steps T > 1 takes its history
+        (state (T, S), images (T, H, W, 3), the oldest first) or one observation, which is then
+        repeated T times as at an episode's start."""
+        n_obs = self.config.n_obs_steps
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)
-        obs: dict[str, Any] = {"state": state_t.unsqueeze(0) if state_t.ndim == 1 else state_t}
+        if n_obs > 1 and state_t.ndim == 1:
+            state_t = state_t.expand(n_obs, -1)
+        obs: dict[str, Any] = {"state": state_t.unsqueeze(0) if state_t.ndim == 1 or n_obs > 1
+                               else state_t}
         if images:
-            obs["images"] = {
-                name: torch.as_tensor(np.ascontiguousarray(img), device=self.device)
-                .permute(2, 0, 1).unsqueeze(0)
-                for name, img in images.items()}
+            prepared = {}
+            for name, img in images.items():
+                img_t = torch.as_tensor(np.ascontiguousarray(img), device=self.device)
+                if n_obs == 1:
+                    prepared[name] = img_t.permute(2, 0, 1).unsqueeze(0)
+                    continue
+                if img_t.ndim == 3:
+                    img_t = img_t.expand(n_obs, *img_t.shape)
+                prepared[name] = img_t.permute(0, 3, 1, 2).unsqueeze(0)
+            obs["images"] = prepared
         gen = None
         if seed is not None:
             gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -165,30 +194,43 @@ class Policy(nn.Module):
         return PrefixTarget(target, weights, prefix.committed, float(prefix.max_guidance))
 
     def _prepare_obs(self, obs: Obs) -> dict:
+        """Checked, normalised observation: state (B, S) and images (B, 3, H, W), or with a
+        history (n_obs_steps > 1) state (B, T, S) and images (B, T, 3, H, W), T = n_obs_steps."""
+        cfg = self.config
+        steps = cfg.n_obs_steps
         if "state" not in obs:
-            raise ValueError("observation has no 'state'; pass {'state': tensor of shape (B, "
-                             f"{self.config.state_dim})}}")
+            want = f"(B, {cfg.state_dim})" if steps == 1 else f"(B, {steps}, {cfg.state_dim})"
+            raise ValueError(f"observation has no 'state'; pass {{'state': tensor of shape "
+                             f"{want}}}")
         state = torch.as_tensor(obs["state"], dtype=torch.float32, device=self.device)
-        if state.ndim != 2 or state.shape[1] != self.config.state_dim:
-            raise ValueError(
-                f"observation 'state' has shape {tuple(state.shape)}, expected "
-                f"(batch, {self.config.state_dim})")
+        history = state.ndim == 3  # (B, T, S); T == 1 is the same as no history
+        if state.shape[-1:] != (cfg.state_dim,) or state.ndim not in (2, 3) \
+                or (history and state.shape[1] != steps) or (not history and steps > 1):
+            expected = f"(batch, {cfg.state_dim})" if steps == 1 else \
+                f"(batch, {steps}, {cfg.state_dim})"
+            why = "" if steps == 1 else (
+                f": the policy sees the last n_obs_steps={steps} observations, the oldest first "
+                "(at an episode's start repeat the first one)")
+            raise ValueError(f"observation 'state' has shape {tuple(state.shape)}, expected "
+                             f"{expected}{why}")
         batch = state.shape[0]
         images = dict(obs.get("images") or {})
-        expected = set(self.config.cameras)
-        if set(images) != expected:
+        expected_cams = set(cfg.cameras)
+        if set(images) != expected_cams:
             raise ValueError(
                 f"observation cameras {sorted(images)} do not match the policy's cameras "
-                f"{sorted(expected)}")
-        shape = tuple(self.config.image_shape)
+                f"{sorted(expected_cams)}")
+        lead = (batch, steps) if history else (batch,)
+        shape = lead + tuple(cfg.image_shape)
         prepared = {}
         for name, img in images.items():
             img = torch.as_tensor(img, device=self.device)
-            if img.ndim != 4 or tuple(img.shape[1:]) != shape or img.shape[0] != batch:
-                raise ValueError(
-                    f"image {name!r} has shape {tuple(img.shape)}, expected "
-                    f"({batch}, {shape[0]}, {shape[1]}, {shape[2]})")
-            prepared[name] = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+            if tuple(img.shape) != shape:
+                raise ValueError(f"image {name!r} has shape {tuple(img.shape)}, expected {shape}")
+            img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+            prepared[name] = img.squeeze(1) if history and steps == 1 else img
+        if history and steps == 1:
+            state = state.squeeze(1)
         return {"state": self.normalizer.normalize_state(state), "images": prepared}
 
     def _check_action(self, action: Any, batch: int) -> torch.Tensor:

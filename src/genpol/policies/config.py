@@ -19,11 +19,16 @@ class PolicyConfig:
     """Fields every family shares: what goes in (state, cameras), what comes out (H x d chunk)."""
 
     family_name: ClassVar[str] = ""
+    #: False for families whose encoder cannot take more than one observation step (cvae).
+    observation_history: ClassVar[bool] = True
 
     state_dim: int = 2
     action_dim: int = 2
     horizon: int = 16
     fps: float = 10.0
+    # Observations the policy sees: the current one and those 1/fps, 2/fps, ... before it (as
+    # Diffusion Policy's n_obs_steps); 1 sees only the current one. More lets it tell velocity.
+    n_obs_steps: int = 1
     hidden_dim: int = 256
     # Cameras: names of the image inputs, each (3, H, W) uint8 or float in [0, 1].
     cameras: list[str] = field(default_factory=list)
@@ -45,7 +50,14 @@ class PolicyConfig:
         self.validate()
 
     def validate(self) -> None:
-        _positive(self, "state_dim", "action_dim", "horizon", "hidden_dim", "cnn_width")
+        _positive(self, "state_dim", "action_dim", "horizon", "hidden_dim", "cnn_width",
+                  "n_obs_steps")
+        if self.n_obs_steps > 1 and not self.observation_history:
+            raise ConfigError(
+                f"n_obs_steps must be 1 for a {self.family_name} policy (its transformer sees one "
+                f"observation, as LeRobot's ACT), got {self.n_obs_steps}; set n_obs_steps: 1 or "
+                "choose a family that takes a history (flow, diffusion, mse, gaussian, gmm, "
+                "binned)")
         if not self.fps > 0:
             raise ConfigError(f"fps must be > 0, got {self.fps}; set e.g. fps: 10")
         if self.image_encoder not in ("cnn", "resnet18"):

@@ -26,6 +26,7 @@ from genpol.policies.padding import regression_loss
 @dataclass
 class CVAEConfig(PolicyConfig):
     family_name = "cvae"
+    observation_history = False
     latent_dim: int = 32
     beta: float = 10.0  # KL weight
     n_heads: int = 8

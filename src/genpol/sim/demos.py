@@ -36,6 +36,7 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in cameras}
+    frame_steps: list[int] = []  # each sample's step in its demonstration
     with ArmSim() as sim:
         for seed in seeds:
             for i in range(demos_per_seed):
@@ -46,7 +47,8 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
 
                 def targets(t: float, plan=plan, t0=t0) -> np.ndarray:
                     return plan(t - t0)
-                for t in np.arange(0.0, plan.duration + settle_s, 1.0 / fps):
+                for step, t in enumerate(np.arange(0.0, plan.duration + settle_s, 1.0 / fps)):
+                    frame_steps.append(step)
                     if t > 0:
                         sim.step(t0 + t - sim.time, targets=targets)
                     states.append(sim.joint_positions())
@@ -55,4 +57,4 @@ def scripted_chunks(task: str = tasks.REACH_AROUND, seeds: Sequence[int] = (0,),
                         images[cam].append(sim.render(cam, *image_size))
     return ChunkData(np.array(states), np.array(actions),
                      {cam: np.stack(frames) for cam, frames in images.items()},
-                     list(robot.JOINT_NAMES), fps)
+                     list(robot.JOINT_NAMES), fps, frame_index=np.array(frame_steps))
