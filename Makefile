@@ -30,7 +30,7 @@ bench-multimodal: setup
 	$(BIN)/genpol bench multimodal --out $(or $(OUT),bench-results/multimodal)
 
 bench-planner: setup
-	$(BIN)/genpol bench planner --out $(or $(OUT),bench-results/planner)
+	$(BIN)/genpol bench planner --out $(or $(OUT),bench-results/planner) $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-executor: setup
 	$(BIN)/genpol bench executor --out $(or $(OUT),bench-results/executor)

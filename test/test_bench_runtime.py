@@ -1,4 +1,5 @@
-"""The runtime benchmarks: planner chunk latency and executor tick timing, in short forms."""
+"""The runtime benchmarks: executor tick timing in its short form, and each bench's options (the
+planner bench's own tests are in test_bench_planner.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 
 from genpol import cli
 from genpol.bench import executor as bench_executor
-from genpol.bench import planner as bench_planner
 from genpol.jobs import bench_executor as executor_job
 
 META_KEYS = {"command", "host_cpu", "torch", "date", "cpu_count"}
@@ -28,39 +28,16 @@ def test_period_stats_counts_missed_ticks():
     assert jittered["period_error_max_ms"] == pytest.approx(0.5, abs=1e-6)
 
 
-def test_planner_bench_writes_well_formed_results(tmp_path):
-    results = bench_planner.run(["mse", "flow"], ["state", "camera"], quick=True, out=tmp_path,
-                                iters=3, progress=False, command="test")
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved == json.loads(json.dumps(results))
-    meta = saved["_meta"]
-    assert set(meta) >= META_KEYS and meta["command"] == "test"
-    assert meta["num_samples"] == 8 and "cpu" in meta["devices"]
-    assert "untrained" in meta["weights"]
-    rows = saved["results"]
-    assert {(r["family"], r["setting"]) for r in rows if r["device"] == "cpu"} == {
-        ("mse", "state"), ("mse", "camera"), ("flow", "state"), ("flow", "camera")}
-    for r in rows:
-        assert r["calls"] == 3
-        assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] and r["mean_ms"] > 0
-    print("\n" + bench_planner.format_table(results))
-
-
-def test_planner_bench_refuses_unknown_names(tmp_path):
-    with pytest.raises(ValueError, match="unknown families or settings"):
-        bench_planner.run(["mse"], ["stereo"], out=tmp_path, progress=False)
-
-
 def test_each_bench_takes_only_its_own_options(capsys):
     parse = cli.build_parser().parse_args
     args = parse(["bench", "multimodal", "--quick", "--device", "cuda", "--jobs", "3"])
     assert (args.bench, args.device, args.jobs, args.quick) == ("multimodal", "cuda", 3, True)
-    args = parse(["bench", "planner", "--settings", "state", "--iters", "5", "--out", "o"])
-    assert (args.settings, args.iters, args.out) == ("state", 5, "o")
+    args = parse(["bench", "planner", "--configs", "state", "--iters", "5", "--out", "o"])
+    assert (args.configs, args.iters, args.out) == ("state", 5, "o")
     args = parse(["bench", "executor", "--quick", "--variants", "thread", "--duration", "5"])
     assert (args.variants, args.duration, args.train_steps) == ("thread", 5.0, 300)
     assert args.func is cli.cmd_bench_executor
-    for wrong in (["bench", "planner", "--jobs", "2"], ["bench", "planner", "--device", "cuda"],
+    for wrong in (["bench", "planner", "--jobs", "2"], ["bench", "planner", "--variants", "x"],
                   ["bench", "executor", "--device", "cuda"],
                   ["bench", "executor", "--families", "flow"],
                   ["bench", "multimodal", "--variants", "thread"],

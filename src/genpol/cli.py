@@ -27,6 +27,9 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from genpol.policies.acceleration import set_threads
+
+    set_threads(args.threads)  # before any torch work: inter-op threads are fixed at the first
     from genpol.data.sources import load_chunks
     from genpol.train import TrainConfig, config_for_data, train
 
@@ -47,13 +50,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, checkpoint_every=args.checkpoint_every,
                        ema_decay=args.ema, mask_padding=not args.train_on_padding,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, threads=args.threads,
+                       num_workers=args.workers, amp=args.amp)
     result = train(config, data, tcfg, out_dir=args.out)
     if result.history:
         last = result.history[-1]
         print(f"trained {family} for {tcfg.steps} steps on {len(data)} samples in "
               f"{result.seconds:.1f} s (world size {result.world_size}); final loss "
               f"{last['loss']:.4f}; checkpoint: {args.out}")
+        print(f"speed: {result.steps_per_second:.2f} steps/s, "
+              f"{result.samples_per_second:.0f} samples/s; {result.threads} torch threads, "
+              f"{result.num_workers} loader workers, amp {'on' if result.amp else 'off'}")
     return 0
 
 
@@ -118,10 +125,13 @@ def cmd_bench_planner(args: argparse.Namespace) -> int:
     out = args.out or "bench-results/planner"
     start = time.perf_counter()
     results = bench.run(args.families.split(",") if args.families else None,
-                        args.settings.split(",") if args.settings else None,
+                        args.configs.split(",") if args.configs else None,
                         quick=args.quick, out=out, seed=args.seed, iters=args.iters,
                         threads=args.threads, progress=not args.no_progress,
-                        command=_bench_command())
+                        command=_bench_command(), baseline=args.baseline,
+                        device_names=args.devices.split(",") if args.devices else None,
+                        unet=not args.no_reference, precision=args.precision,
+                        compile=args.compile)
     return _bench_done(bench.format_table(results), start, out)
 
 
@@ -384,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0)
     t.add_argument("--train-on-padding", action="store_true",
                    help="train on chunk steps past an episode's end (default: masked out)")
+    t.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default, one per core)")
+    t.add_argument("--workers", type=int, default=-1,
+                   help="DataLoader workers for image batches (-1: the cores training leaves "
+                        "free, at most 4; 0 without images)")
+    t.add_argument("--amp", action="store_true",
+                   help="bf16 autocast on CUDA (no effect on the CPU)")
     t.add_argument("--lerobot-units", choices=["degrees", "range"],
                    help="a dataset recorded with LeRobot: its arm joints in degrees "
                         "(use_degrees=True) or -100..100 (needs --calibration); asked for only "
@@ -601,13 +618,29 @@ def _add_bench(sub) -> None:
     m.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="families trained in parallel, one torch thread each")
 
-    p = common("planner", "the planner's call per observation, per family and camera setting",
+    p = common("planner", "the planner's call per observation per family, config and device: "
+                          "latency for 1 and 32 samples, parameters, FLOPs, FLOP/s; targets",
                cmd_bench_planner)
     p.add_argument("--families", help="comma-separated subset of families")
-    p.add_argument("--settings", help="comma-separated subset of state, camera, camera_resnet18")
-    p.add_argument("--iters", type=int, help="timed calls per row (default 50, --quick 10)")
-    p.add_argument("--threads", type=int,
-                   help="torch threads (default: torch's, as the planner node runs)")
+    p.add_argument("--configs",
+                   help="comma-separated subset of state, camera96, act_resnet18 (default all; "
+                        "--quick: state, camera96)")
+    p.add_argument("--devices", help="comma-separated subset of cpu, cuda (default: cpu, and "
+                                     "cuda when torch sees one)")
+    p.add_argument("--iters", type=int, help="timed calls per cell at most (default 100, "
+                                             "--quick 3; fewer when a cell's time runs out)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1, so figures compare across runs and hosts)")
+    p.add_argument("--baseline", metavar="SRC",
+                   help="an older checkout's src/ directory: time each family's call (state, "
+                        "CPU) in its code and in this one, side by side")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the U-Net against the standard layout at (512, 1024, 2048)")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                   help="sampling precision: bfloat16 autocasts matmuls and convolutions "
+                        "(default float32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the policies' modules (CUDA only)")
 
     x = common("execution", "execution strategies (latest@1Hz, ensemble@10Hz, consistent+latest "
                             "and real-time chunking at the highest sustained rate) closed-loop "
