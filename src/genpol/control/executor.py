@@ -174,7 +174,8 @@ class ChunkExecutor:
             self._chunks.clear()
             self._newest_stamp = None
         self._last_tick = now
-        if self._state_silent(now, warnings):
+        # (a fault outranks silence: it needs a reset, whatever the states do)
+        if self._state_silent(now, warnings) and self._fault is None:
             return self._empty(warnings, "silent")
         if self._fault is None and self._commanded is None and self._held is None:
             first = self.measured
