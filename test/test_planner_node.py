@@ -253,9 +253,13 @@ def test_rtc_chunks_continue_the_last_one_on_the_timeline(ros, tmp_path):
     with spinning(node, probe):
         assert chunks.wait(6, timeout=20)
         msgs = chunks.messages[1:6]
-        for a, b in zip(msgs, msgs[1:], strict=False):
-            same, _ = agreement(a, b)
-            assert same >= 2, f"a chunk left its committed prefix after {same} steps"
+        same = [agreement(a, b)[0] for a, b in zip(msgs, msgs[1:], strict=False)]
+        # The one honest reason to draw afresh: the arm (here a starved timer) lagged so far
+        # behind that the planner saw it leave the chunk, and said so.
+        left = sum(n for kind, n in node.warnings.counts().items() if "arm left" in kind)
+        assert any(n >= 2 for n in same), f"no chunk continued its committed prefix: {same}"
+        assert all(n >= 2 for n in same) or left > 0, \
+            f"a chunk left its committed prefix ({same} steps) with no reason given"
         assert client.wait_for_service(timeout_sec=5)
         assert _set(probe, client, "chunking", "select").successful
         assert "selection" in node.strategy(node.holder.policy)

@@ -20,6 +20,8 @@ def make_executor(threads: int = 1, context=None) -> Executor:
 
 
 EXIT_GRACE_S = 5.0
+#: how long a RuntimeError out of spin waits for a shutdown in progress to show in the context
+SHUTDOWN_SETTLE_S = 0.5
 
 
 def _exit_watchdog(context, grace: float) -> None:
@@ -55,8 +57,13 @@ def run_node(node_cls, args=None, threads: int = 1) -> None:
     except RuntimeError:
         # Ctrl-C shuts the context down under a running spin: a subscription taken in that
         # moment fails inside rclpy ("Unable to convert call argument '0' to Python object").
-        # That is the shutdown, not a fault; any other error still surfaces.
-        if rclpy.get_default_context().ok():
+        # That is the shutdown, not a fault; any other error still surfaces. The signal may
+        # land a moment before the context says so: give it that moment.
+        context = rclpy.get_default_context()
+        deadline = time.monotonic() + SHUTDOWN_SETTLE_S
+        while context.ok() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if context.ok():
             raise
     finally:
         if node is not None:
