@@ -126,8 +126,12 @@ class PolicyHolder:
     def observe(self, stamp: float, positions_by_name: Mapping[str, float],
                 images: Mapping[str, np.ndarray] | None) -> None:
         """Keep an observation as it arrives, so a history is 1/fps apart whatever the rate
-        chunks are planned at."""
-        self.history.add(stamp, positions_by_name, images)
+        chunks are planned at. Only while the running policy sees a history: at 100 Hz of joint
+        states the copies would otherwise be kept for nothing (a policy swapped in that needs
+        one starts as an episode does, its first observation repeated)."""
+        policy = self.policy
+        if policy is not None and policy.config.n_obs_steps > 1:
+            self.history.add(stamp, positions_by_name, images)
 
     def load(self, path: str) -> None:
         """Vet now (on this thread) and switch to it; raises CheckpointError if unfit."""
@@ -201,16 +205,14 @@ class PolicyHolder:
         backward), before it is installed. The first call at a new shape sets up kernels (on
         CUDA: cuDNN's search, a compile), which would otherwise delay the first chunks."""
         from genpol.policies.acceleration import accelerate
-        from genpol.policies.vetting import DRY_RUN_SAMPLES
+        from genpol.policies.vetting import DRY_RUN_SAMPLES, neutral_observation
 
         accelerate(policy, self.precision, self.compile)
         n = self.warm_samples() if callable(self.warm_samples) else self.warm_samples
         if n <= 0:
             return policy
         cfg = policy.config
-        state = policy.normalizer.state_mean.detach().cpu().numpy()
-        _, h, w = cfg.image_shape
-        images = {cam: np.full((h, w, 3), 128, dtype=np.uint8) for cam in cfg.cameras} or None
+        state, images = neutral_observation(policy)
         if self.compile or not vetted or n != DRY_RUN_SAMPLES:
             policy.predict_chunks(state, images, n, seed=0)
         if policy.prefix_method == "guidance":

@@ -119,16 +119,24 @@ def read_header(file: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]
     return shapes, dict(meta)
 
 
+def neutral_observation(policy: Policy) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """The statistics' mean state and a grey frame per camera: an observation any checkpoint
+    can be run on without data (dry runs, warm-up)."""
+    cfg = policy.config
+    state = policy.normalizer.state_mean.detach().cpu().numpy()
+    _, h, w = cfg.image_shape
+    images = {cam: np.full((h, w, 3), 128, dtype=np.uint8) for cam in cfg.cameras}
+    return state, images or None
+
+
 def dry_run(policy: Policy, path: Path | str, limits: Limits | None = None,
             tolerance: float = 0.05) -> np.ndarray:
     """Chunks sampled for the statistics' mean state (and grey images): they must be finite,
     of the configured shape and, with `limits`, inside each named joint's limits."""
     cfg = policy.config
-    state = policy.normalizer.state_mean.detach().cpu().numpy()
-    _, h, w = cfg.image_shape
-    images = {cam: np.full((h, w, 3), 128, dtype=np.uint8) for cam in cfg.cameras}
+    state, images = neutral_observation(policy)
     try:
-        chunks = policy.predict_chunks(state, images or None, DRY_RUN_SAMPLES, seed=0)
+        chunks = policy.predict_chunks(state, images, DRY_RUN_SAMPLES, seed=0)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} failed a dry run on its mean state: "
                               f"{type(exc).__name__}: {exc}") from None
