@@ -55,6 +55,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
         time.sleep(interval)
 
 
+def heard_by_server(node: Node, msg_type: type, latched_topic: str, timeout: float = 20.0) -> bool:
+    """Wait until the node serving `latched_topic` (a TRANSIENT_LOCAL topic it publishes) has
+    discovered every endpoint `node` created so far; True if it did within `timeout` s.
+
+    Why: Fast DDS's service server waits only 100 ms for the caller's response reader when it
+    sends a reply; a client that sees a freshly started server first can lose the reply to its
+    first call ("failed to send response (timeout)"). A reader made now is announced after the
+    clients' response readers, on the same ordered discovery stream, so the server's latched
+    sample reaching it means the server has matched those readers as well. Call it while `node`
+    spins."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    got = threading.Event()
+    sub = node.create_subscription(msg_type, latched_topic, lambda _msg: got.set(), qos)
+    try:
+        return got.wait(timeout)
+    finally:
+        node.destroy_subscription(sub)
+
+
 class TopicCollector:
     """Subscribes `node` to `topic` and keeps every message received, thread-safely."""
 

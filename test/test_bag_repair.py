@@ -57,7 +57,9 @@ def killed(ros_env, tmp_path_factory):
     from sensor_msgs.msg import Image, JointState
     from std_srvs.srv import Trigger
 
-    from ros_helpers import spinning, wait_for
+    from std_msgs.msg import String
+
+    from ros_helpers import heard_by_server, spinning, wait_for
 
     root = tmp_path_factory.mktemp("killed")
     dataset = root / "demos"
@@ -85,6 +87,7 @@ def killed(ros_env, tmp_path_factory):
         with spinning(node):
             assert wait_for(lambda: all(p.get_subscription_count() >= 1 for p in pubs),
                             timeout=20), "the recorder never subscribed"
+            assert heard_by_server(node, String, "/recorder/status"), "no recorder status"
             call(start)
             _publishing(0.5, pubs, sent_ns)
             call(stop)

@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from genpol.nodes.recorder import RecorderNode  # noqa: E402
 from genpol.recording import BagError, list_episodes, read_episode  # noqa: E402
 from genpol.recording.types import jazzy_typestore  # noqa: E402
-from ros_helpers import TopicCollector, spinning, wait_for  # noqa: E402
+from ros_helpers import TopicCollector, heard_by_server, spinning, wait_for  # noqa: E402
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -325,6 +325,7 @@ def test_sigkill_mid_episode_keeps_finished_episodes_and_the_flushed_part(ros, t
         with spinning(p.node):
             assert wait_for(lambda: p.state.get_subscription_count() >= 2, timeout=20), \
                 "the recorder never subscribed"
+            assert heard_by_server(p.node, String, "/recorder/status"), "no recorder status"
             assert _call(p.node, p.start, timeout=20).success
             first = i
             publish_for(1.0)
