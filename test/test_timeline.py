@@ -50,12 +50,17 @@ def test_planner_prefix_is_the_last_chunk_on_the_new_steps_up_to_the_takeover():
     tl.published(key, stamp=0.0, fps=10.0, positions=prev, published_at=0.15)
     assert tl.delay_s == pytest.approx(0.15)
     pre = tl.prefix(key, 0.05, 10.0, 8)
-    # lands at 0.05 + 0.15 + 0.01 = 0.21; one tick later 0.23 -> point 2 (0.25) takes over; the
+    # the new chunk goes on the old one's step grid: observed at 0.05, its step 0 is at 0.1
+    # (the nearest step), so its committed steps are the old chunk's own points
+    assert pre.stamp == pytest.approx(0.1)
+    # lands at 0.05 + 0.15 + 0.01 = 0.21; one tick later 0.23 -> point 2 (0.3) takes over; the
     # takeover point and the next are part of the prefix (the switch interpolates between them)
     assert pre.committed == 4
-    assert pre.overlap == 7  # new steps at 0.05 .. 0.65 lie inside the old chunk (ends at 0.7)
-    np.testing.assert_allclose(pre.actions[:7, 0], 0.05 + np.arange(7) * 0.1, atol=1e-12)
-    np.testing.assert_allclose(pre.actions[:7, 1], -(0.05 + np.arange(7) * 0.1), atol=1e-12)
+    assert pre.overlap == 7  # new steps at 0.1 .. 0.7 lie inside the old chunk (ends at 0.7)
+    np.testing.assert_array_equal(pre.actions[:7], prev[1:8])
+    assert tl.prefix(key, 0.149, 10.0, 8).stamp == pytest.approx(0.1)
+    late = tl.prefix(key, 0.151, 10.0, 8)
+    assert late.stamp == pytest.approx(0.2) and late.committed == 4  # lands 0.311: 0.4 is k 2
     assert tl.prefix(object(), 0.05, 10.0, 8) is None  # another policy: nothing to continue
     assert tl.prefix(key, 0.9, 10.0, 8) is None        # after the old chunk ended
     tl.reset()
@@ -213,6 +218,10 @@ def test_the_contract_holds_across_processes(ros):
         time.sleep(0.1)  # the inference delay the timeline measures
         pre = tl.prefix("policy", b_stamp, fps, horizon)
         assert pre is not None and pre.committed >= 2
+        # B goes on A's step grid, within half a step of its observation
+        assert abs(pre.stamp - b_stamp) <= 0.5 / fps + 1e-9
+        assert abs((pre.stamp - a_stamp) * fps - round((pre.stamp - a_stamp) * fps)) < 1e-6
+        b_stamp = pre.stamp
         b = np.tile(HOME, (horizon, 1))
         ramp_b = slope * (b_stamp - a_stamp + np.arange(horizon) / fps)
         np.testing.assert_allclose(pre.actions[:pre.overlap, 0], ramp_b[:pre.overlap], atol=1e-6)

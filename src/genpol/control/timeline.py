@@ -85,6 +85,9 @@ class Prefix:
     overlap: int
     schedule: str = "exp"
     max_guidance: float = 5.0
+    #: the stamp the new chunk is sent with (its step 0): on the playing chunk's step grid
+    #: (PlannerTimeline.prefix); None: the observation's
+    stamp: float | None = None
 
     def weights(self) -> np.ndarray:
         return soft_mask(len(self.actions), self.committed, self.overlap, self.schedule)
@@ -162,9 +165,11 @@ class PlannerTimeline:
         return bool(np.any(gaps > tolerance))  # an unmeasured joint (NaN) never counts
 
     def published(self, key: object, stamp: float, fps: float, positions: np.ndarray,
-                  published_at: float) -> None:
-        """The chunk the planner just sent (positions (H, A)); `key` names the policy."""
-        self._delays.append(max(0.0, published_at - stamp))
+                  published_at: float, observed: float | None = None) -> None:
+        """The chunk the planner just sent (positions (H, A), step 0 at `stamp`), planned on the
+        observation at `observed` (default: stamp); `key` names the policy."""
+        observed = stamp if observed is None else observed
+        self._delays.append(max(0.0, published_at - observed))
         times = stamp + np.arange(len(positions)) / fps
         self._last = (key, times, np.asarray(positions, dtype=float).copy())
         self._sent.append((times, self._last[2]))
@@ -177,15 +182,19 @@ class PlannerTimeline:
         if self._last is None or self._last[0] is not key:
             return None
         _, prev_times, prev = self._last
-        times = stamp + np.arange(horizon) / fps
-        overlap = int(np.searchsorted(times, prev_times[-1] + 1e-9))
-        if overlap == 0 or times[0] < prev_times[0] - 1e-9:
+        # On the playing chunk's step grid, as real-time chunking's discrete steps are: the
+        # committed steps are that chunk's own points, and the switch adds no interpolation knot
+        # between two of its points (a seam otherwise bends the commanded path twice within a
+        # step). Step 0 moves at most half a step from the observation; it is committed anyway.
+        shift = math.floor((stamp - prev_times[0]) * fps + 0.5)  # steps since its step 0
+        overlap = min(horizon, len(prev) - shift)
+        if shift < 0 or overlap <= 0:
             return None
+        observed, stamp = stamp, float(prev_times[0] + shift / fps)
         delay = (self.delay_s or 0.0) + self.margin_s
         # The executor switches at the takeover point k and interpolates toward k + 1 on the
         # tick after, so the segment [k, k + 1] is the previous chunk's too.
-        committed = min(takeover_index(stamp, fps, stamp + delay, self.tick_s) + 2, overlap)
+        committed = min(takeover_index(stamp, fps, observed + delay, self.tick_s) + 2, overlap)
         actions = np.zeros((horizon, prev.shape[1]))
-        for j in range(prev.shape[1]):
-            actions[:overlap, j] = np.interp(times[:overlap], prev_times, prev[:, j])
-        return Prefix(actions, committed, overlap, schedule, max_guidance)
+        actions[:overlap] = prev[shift:shift + overlap]
+        return Prefix(actions, committed, overlap, schedule, max_guidance, stamp)

@@ -310,6 +310,8 @@ class PlannerNode(Node):
     def _publish(self, policy, stamp: float, chunks: np.ndarray,
                  prefix: Prefix | None = None) -> None:
         cfg = policy.config
+        observed = stamp  # a continuation chunk is stamped on the playing chunk's step grid
+        stamp = prefix.stamp if prefix is not None and prefix.stamp is not None else stamp
         sent, departure = self.selector.pick(chunks, stamp, cfg.fps, policy, prefix,
                                              self.rtc_max_departure_rad)
         if sent is None:
@@ -321,14 +323,14 @@ class PlannerNode(Node):
             return
         chunks = sent
         self.timeline.published(policy, stamp, cfg.fps, chunks[0],
-                                self.get_clock().now().nanoseconds * 1e-9)
+                                self.get_clock().now().nanoseconds * 1e-9, observed)
         durations = [duration_msg(k / cfg.fps) for k in range(cfg.horizon)]
         self.chunk_pub.publish(trajectory_msg(cfg.joint_names, durations, chunks[0],
                                               stamp=time_msg(stamp)))
         self.chunks_published += 1
         now = self.get_clock().now().nanoseconds * 1e-9
         self._published.add(time.monotonic())
-        self._latency_ms.add(time.monotonic(), 1000.0 * (now - stamp))
+        self._latency_ms.add(time.monotonic(), 1000.0 * (now - observed))
         self.marker_pub.publish(chunk_markers(chunks, cfg.joint_names, self.frame_id,
                                               self.get_clock().now().to_msg()))
 
