@@ -48,7 +48,7 @@ def prefix_error(chunks: np.ndarray, committed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("family", ["flow", "diffusion"])
-def test_guidance_pulls_samples_to_the_prefix_and_continuing_it_gives_it(family):
+def test_guided_samples_land_on_the_committed_steps(family):
     policy = trained(family, 300, hidden_dim=32, down_dims=[16, 32], n_groups=4)
     policy.eval()
     prefix = Prefix(UP.copy(), committed=3, overlap=6)
@@ -57,9 +57,9 @@ def test_guidance_pulls_samples_to_the_prefix_and_continuing_it_gives_it(family)
     e_free, e_guided = prefix_error(free, 3), prefix_error(guided, 3)
     # unguided, half the samples take the other ramp (0.3 apart at step 2)
     assert np.median(e_free) > 0.1, e_free
-    # what guidance alone achieved, before anything writes the prefix in (a small net trained
-    # briefly: the pull grows with training)
-    assert np.median(e_guided) < 0.75 * np.median(e_free), (e_free, e_guided)
+    # the sampler itself lands on the committed steps (to float precision; guidance alone
+    # brought a net this small only part of the way, e.g. a median error 0.6x the free one)
+    assert e_guided.max() < 1e-4, e_guided
     # what the planner plays: the committed steps exactly, the overlap faded into the sample
     continued = prefix.continue_into(guided)
     np.testing.assert_allclose(continued[:, :3], np.broadcast_to(UP[:3], (32, 3, 2)), atol=1e-5)
@@ -68,6 +68,29 @@ def test_guidance_pulls_samples_to_the_prefix_and_continuing_it_gives_it(family)
     nothing = Prefix(UP.copy(), committed=0, overlap=0)
     np.testing.assert_allclose(policy.predict_chunks(STATE, None, 32, seed=1, prefix=nothing),
                                free)
+
+
+def test_the_guidance_step_pulls_the_overlap_by_its_weights_and_pins_the_committed_steps():
+    """prefix_guide on a net whose denoised estimate is x itself (identity Jacobian): the
+    steered estimate is x + (1 - tau) w W (Y - x), the paper's rule, with w = min(max_guidance,
+    (1 - tau) / (tau r^2)); the committed steps are the prefix exactly."""
+    from genpol.policies.base import PrefixTarget
+    from genpol.policies.denoising import prefix_guide
+
+    h, a, tau = 6, 2, 0.4
+    target = torch.ones(h, a)
+    weights = torch.tensor([1.0, 1.0, 0.6, 0.3, 0.0, 0.0])
+    prefix = PrefixTarget(target, weights, committed=2, max_guidance=5.0)
+    guide = prefix_guide(prefix, lambda t: (tau, 1.0),
+                         denoised=lambda x, t, out: out,   # the estimate is the output...
+                         output_for=lambda x, t, x1: x1)   # ...and the output is the estimate
+    x = torch.zeros(3, h, a)
+    steered = guide(lambda z: z * 1.0, x, 0)               # ...and the net returns x
+    r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
+    w = min(5.0, (1 - tau) / (tau * r2))
+    expected = (1 - tau) * w * weights[:, None] * (target - x)
+    expected[:, :2] = target[:2]
+    torch.testing.assert_close(steered, expected.expand(3, h, a))
 
 
 def test_binned_plays_the_prefix_exactly_and_continues_it():

@@ -127,8 +127,16 @@ def prefix_guide(prefix: PrefixTarget, flow_time: Callable[[Any], tuple[float, f
     step as the straight path's time: x = scale * (tau x1 + (1 - tau) noise) (`flow_time`),
     how its output denoises x (`denoised`) and which output denoises x to a given x1
     (`output_for`), so flow and DDIM share the rule.
+
+    The committed steps are also written into the steered estimate at every step, so the last
+    step lands on them exactly and the net sees them in place from the first (inpainting's
+    replacement; the soft overlap is left to guidance). The robot plays those steps from the old
+    chunk whatever the sample says; what matters is that the rest continues them. Guidance's
+    pull alone left a small net's samples about 0.2 rad off the playing chunk over the overlap,
+    and the planner sent few of them (README, "Execution strategies").
     """
     target, weights = prefix.actions, prefix.weights[:, None]
+    pinned = (torch.arange(target.shape[0], device=target.device) < prefix.committed)[:, None]
 
     def guide(model: Model, x: torch.Tensor, t: Any) -> torch.Tensor:
         with torch.enable_grad():
@@ -142,7 +150,7 @@ def prefix_guide(prefix: PrefixTarget, flow_time: Callable[[Any], tuple[float, f
             r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
             weight = min(prefix.max_guidance, (1 - tau) / (tau * r2))
         steered = estimate.detach() + (1 - tau) * weight * scale * grad
-        return output_for(x, t, steered)
+        return output_for(x, t, torch.where(pinned, target, steered))
 
     return guide
 
