@@ -70,17 +70,19 @@ def test_guided_samples_land_on_the_committed_steps(family):
                                free)
 
 
-def test_the_guidance_step_pulls_the_overlap_by_its_weights_and_pins_the_committed_steps():
+@pytest.mark.parametrize("inpaint", ["committed", "overlap"])
+def test_the_guidance_step_pulls_the_overlap_by_its_weights_and_pins_the_committed_steps(inpaint):
     """prefix_guide on a net whose denoised estimate is x itself (identity Jacobian): the
     steered estimate is x + (1 - tau) w W (Y - x), the paper's rule, with w = min(max_guidance,
-    (1 - tau) / (tau r^2)); the committed steps are the prefix exactly."""
+    (1 - tau) / (tau r^2)); the committed steps are the prefix exactly, and with inpaint
+    "overlap" the overlap is also blended with the prefix by the weights W."""
     from genpol.policies.base import PrefixTarget
     from genpol.policies.denoising import prefix_guide
 
     h, a, tau = 6, 2, 0.4
     target = torch.ones(h, a)
     weights = torch.tensor([1.0, 1.0, 0.6, 0.3, 0.0, 0.0])
-    prefix = PrefixTarget(target, weights, committed=2, max_guidance=5.0)
+    prefix = PrefixTarget(target, weights, committed=2, max_guidance=5.0, inpaint=inpaint)
     guide = prefix_guide(prefix, lambda t: (tau, 1.0),
                          denoised=lambda x, t, out: out,   # the estimate is the output...
                          output_for=lambda x, t, x1: x1)   # ...and the output is the estimate
@@ -89,6 +91,8 @@ def test_the_guidance_step_pulls_the_overlap_by_its_weights_and_pins_the_committ
     r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
     w = min(5.0, (1 - tau) / (tau * r2))
     expected = (1 - tau) * w * weights[:, None] * (target - x)
+    if inpaint == "overlap":
+        expected = weights[:, None] * target + (1 - weights[:, None]) * expected
     expected[:, :2] = target[:2]
     torch.testing.assert_close(steered, expected.expand(3, h, a))
 
@@ -110,6 +114,8 @@ def test_selection_families_refuse_a_prefix_and_name_the_fallback(family):
 
 
 def test_a_bad_prefix_is_refused_by_shape_and_value():
+    with pytest.raises(ValueError, match="inpaint must be one of"):
+        Prefix(UP.copy(), 3, 6, inpaint="everything")
     policy = make_policy(make_config("flow", state_dim=2, action_dim=2, horizon=H,
                                      hidden_dim=32, down_dims=[16, 32], n_groups=4))
     with pytest.raises(ValueError, match="prefix actions have shape"):

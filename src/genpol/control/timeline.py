@@ -23,6 +23,9 @@ import numpy as np
 from genpol import robot
 
 SCHEDULES = ("exp", "linear", "hard")
+#: what a guided sampler writes into its denoised estimate at every step: the committed steps,
+#: or the whole overlap blended by the soft-mask weights
+INPAINTS = ("committed", "overlap")
 #: the planner's strategies: continue the committed prefix, or only select among free samples
 CHUNKINGS = ("rtc", "select")
 
@@ -88,6 +91,11 @@ class Prefix:
     #: the stamp the new chunk is sent with (its step 0): on the playing chunk's step grid
     #: (PlannerTimeline.prefix); None: the observation's
     stamp: float | None = None
+    inpaint: str = "overlap"  # see INPAINTS
+
+    def __post_init__(self) -> None:
+        if self.inpaint not in INPAINTS:
+            raise ValueError(f"inpaint must be one of {list(INPAINTS)}, got {self.inpaint!r}")
 
     def weights(self) -> np.ndarray:
         return soft_mask(len(self.actions), self.committed, self.overlap, self.schedule)
@@ -175,7 +183,8 @@ class PlannerTimeline:
         self._sent.append((times, self._last[2]))
 
     def prefix(self, key: object, stamp: float, fps: float, horizon: int,
-               schedule: str = "exp", max_guidance: float = 5.0) -> Prefix | None:
+               schedule: str = "exp", max_guidance: float = 5.0,
+               inpaint: str = "overlap") -> Prefix | None:
         """The prefix a chunk for the observation at `stamp` should continue, or None when
         nothing of this policy is playing over its steps (the first chunk, after a gap or a
         swap)."""
@@ -197,4 +206,4 @@ class PlannerTimeline:
         committed = min(takeover_index(stamp, fps, observed + delay, self.tick_s) + 2, overlap)
         actions = np.zeros((horizon, prev.shape[1]))
         actions[:overlap] = prev[shift:shift + overlap]
-        return Prefix(actions, committed, overlap, schedule, max_guidance, stamp)
+        return Prefix(actions, committed, overlap, schedule, max_guidance, stamp, inpaint)

@@ -46,8 +46,8 @@ from genpol.warning_counter import WarningCounter
 
 #: parameters applied by assigning the attribute of the same name
 RUN_TIME = ("num_samples", "inference_rate_hz", "max_observation_age_s", "sampling_steps",
-            "chunking", "rtc_schedule", "rtc_max_guidance", "rtc_max_departure_rad",
-            "added_delay_s")
+            "chunking", "rtc_schedule", "rtc_max_guidance", "rtc_inpaint",
+            "rtc_max_departure_rad", "added_delay_s")
 
 
 class PlannerNode(Node):
@@ -67,6 +67,7 @@ class PlannerNode(Node):
         self.chunking = p["chunking"]
         self.rtc_schedule = p["rtc_schedule"]
         self.rtc_max_guidance = p["rtc_max_guidance"]
+        self.rtc_inpaint = p["rtc_inpaint"]
         self.rtc_max_departure_rad = p["rtc_max_departure_rad"]
         self.added_delay_s = p["added_delay_s"]
         self.selector = ChunkSelector(p["selection"])
@@ -215,7 +216,7 @@ class PlannerNode(Node):
                 return None
             cfg = policy.config
             return self.timeline.prefix(policy, stamp, cfg.fps, cfg.horizon, self.rtc_schedule,
-                                        self.rtc_max_guidance)
+                                        self.rtc_max_guidance, self.rtc_inpaint)
         return prefix
 
     def _steps_for(self, stamp: float):

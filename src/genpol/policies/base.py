@@ -29,6 +29,7 @@ class PrefixTarget:
     weights: torch.Tensor
     committed: int
     max_guidance: float
+    inpaint: str = "overlap"  # genpol.control.timeline.INPAINTS
 
 
 Obs = Mapping[str, Any]  # {"state": (B, S), "images": {camera: (B, 3, H, W)}}
@@ -191,7 +192,8 @@ class Policy(nn.Module):
             raise ValueError("prefix actions hold NaN/inf")
         target = self.normalizer.normalize_action(torch.as_tensor(actions, device=self.device))
         weights = torch.as_tensor(prefix.weights(), dtype=torch.float32, device=self.device)
-        return PrefixTarget(target, weights, prefix.committed, float(prefix.max_guidance))
+        return PrefixTarget(target, weights, prefix.committed, float(prefix.max_guidance),
+                            prefix.inpaint)
 
     def _prepare_obs(self, obs: Obs) -> dict:
         """Checked, normalised observation: state (B, S) and images (B, 3, H, W), or with a

@@ -128,15 +128,22 @@ def prefix_guide(prefix: PrefixTarget, flow_time: Callable[[Any], tuple[float, f
     how its output denoises x (`denoised`) and which output denoises x to a given x1
     (`output_for`), so flow and DDIM share the rule.
 
-    The committed steps are also written into the steered estimate at every step, so the last
-    step lands on them exactly and the net sees them in place from the first (inpainting's
-    replacement; the soft overlap is left to guidance). The robot plays those steps from the old
-    chunk whatever the sample says; what matters is that the rest continues them. Guidance's
-    pull alone left a small net's samples about 0.2 rad off the playing chunk over the overlap,
-    and the planner sent few of them (README, "Execution strategies").
+    What the step then writes into the steered estimate (`prefix.inpaint`, inpainting's
+    replacement) is what makes the small nets here keep to the playing chunk: guidance's pull
+    alone left their samples about 0.2 rad off it over the overlap, and the planner sent few of
+    them. "committed" writes the committed steps in, so the last step lands on them exactly and
+    the net sees them in place from the first; "overlap" (the default) also blends the rest of
+    the overlap in by the soft-mask weights, which is the guidance step with the net's Jacobian
+    taken as the identity at unit weight. With only the committed steps in place, chunks planned
+    from barely-moved states went back to the net's own (5-step, mean-leaning) choice of mode
+    (README, "Execution strategies", has both measured).
     """
     target, weights = prefix.actions, prefix.weights[:, None]
-    pinned = (torch.arange(target.shape[0], device=target.device) < prefix.committed)[:, None]
+    if prefix.inpaint == "overlap":
+        written = weights
+    else:
+        written = (torch.arange(target.shape[0], device=target.device)
+                   < prefix.committed)[:, None].to(weights.dtype)
 
     def guide(model: Model, x: torch.Tensor, t: Any) -> torch.Tensor:
         with torch.enable_grad():
@@ -150,7 +157,7 @@ def prefix_guide(prefix: PrefixTarget, flow_time: Callable[[Any], tuple[float, f
             r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
             weight = min(prefix.max_guidance, (1 - tau) / (tau * r2))
         steered = estimate.detach() + (1 - tau) * weight * scale * grad
-        return output_for(x, t, torch.where(pinned, target, steered))
+        return output_for(x, t, written * target + (1 - written) * steered)
 
     return guide
 
