@@ -44,6 +44,27 @@ def test_targets_are_not_met_by_missing_cells():
     assert list(t) == ["rtc_cells_missing"] and not t["rtc_cells_missing"]["met"]
 
 
+def _row(strategy: str, push: bool = False, **figures) -> dict:
+    base = {"chunk_rate_hz": 6.0, "success_rate": 1.0, "mode_entropy": 0.9,
+            "mode_switch_rate": 0.0, "seam_jerk_rms": 1.0, "seam_jerk_ratio": 1.0,
+            "success_after_push": None}
+    return {"family": "flow", "strategy": strategy, "delay_s": 0.0, "push": push,
+            "figures": {**base, **figures}}
+
+
+def test_the_push_target_needs_both_push_cells_and_beats_the_slow_strategy():
+    rtc = _row("rtc@max")
+    assert not bench.targets([rtc], "flow")["rtc_success_after_push"]["met"]  # not run
+    rows = [rtc, _row("rtc@max", True, success_after_push=0.95),
+            _row("latest@1Hz", True, success_after_push=0.90)]
+    assert bench.targets(rows, "flow")["rtc_success_after_push"]["met"]
+    rows[2] = _row("latest@1Hz", True, success_after_push=0.95)  # a tie is not "above"
+    assert not bench.targets(rows, "flow")["rtc_success_after_push"]["met"]
+    rows[1] = _row("rtc@max", True, success_after_push=0.85)
+    rows[2] = _row("latest@1Hz", True, success_after_push=0.5)
+    assert not bench.targets(rows, "flow")["rtc_success_after_push"]["met"]  # below 0.9
+
+
 def test_delays_given_in_milliseconds_are_refused_before_anything_runs(tmp_path):
     from genpol.jobs import bench_execution
 

@@ -43,6 +43,7 @@ PUSH_AT_S = 1.0
 RATE_MIN_HZ = 5.0
 SUCCESS_MIN, ENTROPY_MIN, SWITCH_MAX, JERK_RATIO_MAX = 0.95, 0.85, 0.02, 1.5
 SUCCESS_DELAYED_MIN = 0.90
+SUCCESS_PUSHED_MIN = 0.90
 
 
 def cell_name(strategy: str, delay_s: float, push: bool) -> str:
@@ -91,6 +92,14 @@ def targets(rows: list[dict[str, Any]], family: str = "flow") -> dict[str, Any]:
     value = delayed["figures"]["success_rate"] if delayed else None
     out["rtc_success_300ms"] = _target(value, f">= {SUCCESS_DELAYED_MIN}",
                                        value is not None and value >= SUCCESS_DELAYED_MIN)
+    pushed = _find(rows, family, "rtc@max", push=True)
+    slow = _find(rows, family, "latest@1Hz", push=True)
+    value = pushed["figures"]["success_after_push"] if pushed else None
+    theirs = slow["figures"]["success_after_push"] if slow else None
+    out["rtc_success_after_push"] = _target(
+        value, f">= {SUCCESS_PUSHED_MIN} and above latest@1Hz's ({theirs})",
+        value is not None and theirs is not None and value >= SUCCESS_PUSHED_MIN
+        and value > theirs)
     return out
 
 
