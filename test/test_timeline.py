@@ -258,3 +258,43 @@ def test_the_contract_holds_across_processes(ros):
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+def test_the_planner_timeline_survives_a_reset_from_another_thread():
+    """The reset service clears the timeline while the inference thread reads it: before it had
+    a lock, `lost` died with "deque mutated during iteration" and planning stopped for good."""
+    import sys
+    import threading
+
+    tl = PlannerTimeline()
+    chunk = np.linspace(np.zeros(6), np.full(6, 0.5), 16)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def planning() -> None:
+        try:
+            k = 0
+            while not stop.is_set():
+                k += 1
+                stamp = 10.0 + 0.01 * (k % 50)
+                tl.published("flow", stamp, 10.0, chunk, stamp + 0.1)
+                tl.published("flow", stamp + 0.05, 10.0, chunk, stamp + 0.15)
+                tl.lost(chunk[3], stamp + 0.3)
+                tl.prefix("flow", stamp + 0.2, 10.0, 16)
+                tl.playing("flow", stamp + 0.2)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        worker = threading.Thread(target=planning)
+        worker.start()
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end and worker.is_alive():
+            tl.reset()
+        stop.set()
+        worker.join(timeout=10)
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors

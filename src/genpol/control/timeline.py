@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,9 +131,14 @@ GRIPPER_INDEX = robot.JOINT_NAMES.index(robot.GRIPPER_JOINT)  # a grasp holds it
 class PlannerTimeline:
     """The planner's model of what the executor plays: its own last chunk, and how late its
     chunks land (the measured delay from observation to publication, the worst of the recent
-    ones, so that a slow sample does not leave the prefix too short)."""
+    ones, so that a slow sample does not leave the prefix too short).
+
+    Thread-safe: the planner's inference thread plans and publishes with it while its reset
+    service (another thread) clears it; unguarded, a reset during `lost` killed the inference
+    thread ("deque mutated during iteration")."""
 
     def __init__(self, tick_s: float = 0.02, margin_s: float = 0.01, window: int = 10):
+        self._lock = threading.RLock()
         self.tick_s = tick_s
         self.margin_s = margin_s
         self._delays: collections.deque[float] = collections.deque(maxlen=window)
@@ -143,18 +149,21 @@ class PlannerTimeline:
 
     def reset(self) -> None:
         """A new episode: nothing is playing."""
-        self._last = None
-        self._sent.clear()
+        with self._lock:
+            self._last = None
+            self._sent.clear()
 
     def playing(self, key: object, stamp: float) -> bool:
         """Whether a chunk of this policy still plays at `stamp`: a chunk planned now follows
         one (continues it or is compared with it) rather than choosing the mode afresh."""
-        return (self._last is not None and self._last[0] is key
-                and self._last[1][0] <= stamp <= self._last[1][-1])
+        with self._lock:
+            last = self._last
+        return last is not None and last[0] is key and last[1][0] <= stamp <= last[1][-1]
 
     @property
     def delay_s(self) -> float | None:
-        return max(self._delays) if self._delays else None
+        with self._lock:
+            return max(self._delays) if self._delays else None
 
     def lost(self, measured: np.ndarray, stamp: float, tolerance: float = LOST_TOLERANCE_RAD,
              window_s: float = LOST_WINDOW_S) -> bool:
@@ -163,8 +172,10 @@ class PlannerTimeline:
         before (the executor's rule, and its tracking lag). The executor then re-anchors at the
         measured state and drops those chunks (a push, a restarted driver), so continuing them
         would steer back toward where the arm no longer is; the next chunk chooses afresh."""
+        with self._lock:
+            sent = list(self._sent)
         near = [positions[(times >= stamp - window_s) & (times <= stamp + 1e-9)]
-                for times, positions in self._sent]
+                for times, positions in sent]
         points = np.concatenate(near) if near else np.zeros((0, 0))
         if len(points) == 0:
             return False
@@ -177,10 +188,12 @@ class PlannerTimeline:
         """The chunk the planner just sent (positions (H, A), step 0 at `stamp`), planned on the
         observation at `observed` (default: stamp); `key` names the policy."""
         observed = stamp if observed is None else observed
-        self._delays.append(max(0.0, published_at - observed))
         times = stamp + np.arange(len(positions)) / fps
-        self._last = (key, times, np.asarray(positions, dtype=float).copy())
-        self._sent.append((times, self._last[2]))
+        last = (key, times, np.asarray(positions, dtype=float).copy())
+        with self._lock:
+            self._delays.append(max(0.0, published_at - observed))
+            self._last = last
+            self._sent.append((times, last[2]))
 
     def prefix(self, key: object, stamp: float, fps: float, horizon: int,
                schedule: str = "exp", max_guidance: float = 5.0,
@@ -188,9 +201,11 @@ class PlannerTimeline:
         """The prefix a chunk for the observation at `stamp` should continue, or None when
         nothing of this policy is playing over its steps (the first chunk, after a gap or a
         swap)."""
-        if self._last is None or self._last[0] is not key:
+        with self._lock:
+            last, delay_s = self._last, self.delay_s
+        if last is None or last[0] is not key:
             return None
-        _, prev_times, prev = self._last
+        _, prev_times, prev = last
         # On the playing chunk's step grid, as real-time chunking's discrete steps are: the
         # committed steps are that chunk's own points, and the switch adds no interpolation knot
         # between two of its points (a seam otherwise bends the commanded path twice within a
@@ -200,7 +215,7 @@ class PlannerTimeline:
         if shift < 0 or overlap <= 0:
             return None
         observed, stamp = stamp, float(prev_times[0] + shift / fps)
-        delay = (self.delay_s or 0.0) + self.margin_s
+        delay = (delay_s or 0.0) + self.margin_s
         # The executor switches at the takeover point k and interpolates toward k + 1 on the
         # tick after, so the segment [k, k + 1] is the previous chunk's too.
         committed = min(takeover_index(stamp, fps, observed + delay, self.tick_s) + 2, overlap)

@@ -219,7 +219,8 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
     mode, tick_s = settings.executor_timing()
     switches = [switch_time(stamp, times, got, mode, tick_s) for got, stamp, times in rec.chunks]
     cmd_t = np.array([t for t, _ in rec.commands])
-    cmd_q = np.array([p for _, p in rec.commands]).reshape(len(cmd_t), -1)
+    cmd_q = (np.array([p for _, p in rec.commands], float).reshape(len(cmd_t), -1)
+             if rec.commands else np.zeros((0, len(robot.JOINT_NAMES))))  # none: nothing moved
     # The commanded motion between the first chunk's start and the outcome: before it the
     # executor holds (and follows the reset's jump), after it the episode is over.
     during = ((cmd_t >= min(switches, default=np.inf))

@@ -16,6 +16,7 @@ import functools
 import json
 import threading
 import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -262,10 +263,17 @@ class PlannerNode(Node):
             started = time.monotonic()
             try:
                 planned = self._plan_once()
-            except Exception:
+            except Exception as exc:
                 if not rclpy.ok(context=self.context):
                     return  # Ctrl-C shut the context down mid-publish: just stop
-                raise
+                # A bug must not end planning silently with the node still up (the executor
+                # then holds for good): say so, in ~/status too, and try the next observation.
+                if self.warnings.counts().get(f"planning failed: {type(exc).__name__}") is None:
+                    self.get_logger().error(traceback.format_exc())
+                self._warn(f"planning failed: {type(exc).__name__}: {exc}",
+                           kind=f"planning failed: {type(exc).__name__}")
+                self._stop.wait(0.1)
+                continue
             if planned and self.inference_rate_hz > 0:
                 period = 1.0 / self.inference_rate_hz
                 # on time: keep the cadence; more than a period late: start it again from now
@@ -336,9 +344,9 @@ class PlannerNode(Node):
                                               self.get_clock().now().to_msg()))
 
     # ---- status -------------------------------------------------------------------------------
-    def _warn(self, text: str) -> None:
+    def _warn(self, text: str, kind: str | None = None) -> None:
         """Log a warning the first time of its kind, then as a summary at most every 30 s."""
-        line = self.warnings.add(text, time.monotonic())
+        line = self.warnings.add(text, time.monotonic(), kind)
         if line:
             self.get_logger().warning(line)
 
