@@ -93,7 +93,13 @@ def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
     with spinning(node, probe):
         assert chunks.wait(3, timeout=10)
         msg = chunks.messages[-1]
-        assert stamp_s(msg.header.stamp) in sent, "chunk stamp is not an observation's stamp"
+        # an observation's stamp, or for a chunk that continues the one before (rtc) the step
+        # of that chunk's grid nearest the observation
+        stamp, before = stamp_s(msg.header.stamp), stamp_s(chunks.messages[-2].header.stamp)
+        steps = (stamp - before) * 10.0
+        assert stamp in sent or (abs(steps - round(steps)) < 1e-6
+                                 and min(abs(stamp - s) for s in sent) <= 0.05 + 1e-6), \
+            "chunk stamp is neither an observation's nor on the last chunk's step grid"
         assert list(msg.joint_names) == list(robot.JOINT_NAMES) and len(msg.points) == 8
         assert [duration_s(p.time_from_start) for p in msg.points] == pytest.approx(
             [k / 10.0 for k in range(8)], abs=1e-6)
@@ -298,3 +304,33 @@ def test_a_slow_planner_plans_as_soon_as_the_first_state_comes(ros, checkpoints)
         assert time.monotonic() - first[0] < 1.0, "the first chunk waited for the next period"
         time.sleep(1.0)
         assert len(chunks) == 1  # and the limit still holds after it
+
+
+def test_an_unexpected_error_in_planning_is_reported_and_planning_goes_on(ros, checkpoints):
+    node = PlannerNode(parameter_overrides=[
+        Parameter("policy_path", value=checkpoints["good"]),
+        Parameter("num_samples", value=2), Parameter("inference_rate_hz", value=20.0),
+        Parameter("cpu_threads", value=0), Parameter("camera_topics", value=["none=/unused"])])
+    plan_once, calls = node._plan_once, []
+
+    def failing_once() -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in planning")
+        return plan_once()
+
+    node._plan_once = failing_once  # type: ignore[method-assign]
+    probe = rclpy.create_node("probe")
+    chunks = TopicCollector(probe, JointTrajectory, "/genpol/action_chunk")
+    state_pub = probe.create_publisher(JointState, "/joint_states", 10)
+
+    def publish_state():
+        msg = JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in HOME])
+        msg.header.stamp = probe.get_clock().now().to_msg()
+        state_pub.publish(msg)
+
+    probe.create_timer(0.02, publish_state)
+    with spinning(node, probe):
+        assert chunks.wait(3, timeout=10), "planning stopped after the error"
+        assert len(calls) > 1
+        assert node.status()["warnings"].get("planning failed: RuntimeError") == 1
