@@ -268,10 +268,10 @@ class PlannerNode(Node):
                     return  # Ctrl-C shut the context down mid-publish: just stop
                 # A bug must not end planning silently with the node still up (the executor
                 # then holds for good): say so, in ~/status too, and try the next observation.
-                if self.warnings.counts().get(f"planning failed: {type(exc).__name__}") is None:
+                kind = f"planning failed: {type(exc).__name__}"
+                if kind not in self.warnings.counts():
                     self.get_logger().error(traceback.format_exc())
-                self._warn(f"planning failed: {type(exc).__name__}: {exc}",
-                           kind=f"planning failed: {type(exc).__name__}")
+                self._warn(f"{kind}: {exc}", kind=kind)
                 self._stop.wait(0.1)
                 continue
             if planned and self.inference_rate_hz > 0:
