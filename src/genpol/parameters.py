@@ -15,7 +15,7 @@ from typing import Any
 from genpol import robot, topics
 from genpol.control.config import MODES as EXECUTOR_MODES
 from genpol.control.selection import SELECTIONS
-from genpol.control.timeline import CHUNKINGS, INPAINTS, SCHEDULES
+from genpol.control.timeline import CHUNKINGS, DEFAULT_INPAINT, INPAINTS, SCHEDULES
 from genpol.sim import tasks
 
 
@@ -159,10 +159,10 @@ PLANNER: tuple[Param, ...] = (
           read_only=False, choices=SCHEDULES),
     Param("rtc_max_guidance", 5.0, "real-time chunking's guidance weight clip (beta)",
           read_only=False, range=(0.0, 1000.0)),
-    Param("rtc_inpaint", "overlap", "real-time chunking: what the guided sampler writes into "
-                                      "its denoised estimate at every step: committed (the "
-                                      "committed steps) or overlap (the overlap too, blended by "
-                                      "the soft-mask weights)",
+    Param("rtc_inpaint", DEFAULT_INPAINT,
+          "real-time chunking: what the guided sampler writes into its denoised estimate at "
+          "every step: committed (the committed steps) or overlap (the overlap too, blended by "
+          "the soft-mask weights)",
           read_only=False, choices=INPAINTS),
     Param("rtc_max_departure_rad", 0.1, "real-time chunking: a chunk whose best sample leaves "
                                         "the playing one by more (soft-mask weighted, any "

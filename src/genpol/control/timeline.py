@@ -27,6 +27,7 @@ SCHEDULES = ("exp", "linear", "hard")
 #: what a guided sampler writes into its denoised estimate at every step: the committed steps,
 #: or the whole overlap blended by the soft-mask weights
 INPAINTS = ("committed", "overlap")
+DEFAULT_INPAINT = "overlap"  # the planner's rtc_inpaint default too
 #: the planner's strategies: continue the committed prefix, or only select among free samples
 CHUNKINGS = ("rtc", "select")
 
@@ -92,7 +93,7 @@ class Prefix:
     #: the stamp the new chunk is sent with (its step 0): on the playing chunk's step grid
     #: (PlannerTimeline.prefix); None: the observation's
     stamp: float | None = None
-    inpaint: str = "overlap"  # see INPAINTS
+    inpaint: str = DEFAULT_INPAINT  # see INPAINTS
 
     def __post_init__(self) -> None:
         if self.inpaint not in INPAINTS:
@@ -138,7 +139,7 @@ class PlannerTimeline:
     thread ("deque mutated during iteration")."""
 
     def __init__(self, tick_s: float = 0.02, margin_s: float = 0.01, window: int = 10):
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self.tick_s = tick_s
         self.margin_s = margin_s
         self._delays: collections.deque[float] = collections.deque(maxlen=window)
@@ -197,12 +198,12 @@ class PlannerTimeline:
 
     def prefix(self, key: object, stamp: float, fps: float, horizon: int,
                schedule: str = "exp", max_guidance: float = 5.0,
-               inpaint: str = "overlap") -> Prefix | None:
+               inpaint: str = DEFAULT_INPAINT) -> Prefix | None:
         """The prefix a chunk for the observation at `stamp` should continue, or None when
         nothing of this policy is playing over its steps (the first chunk, after a gap or a
         swap)."""
         with self._lock:
-            last, delay_s = self._last, self.delay_s
+            last, delays = self._last, list(self._delays)
         if last is None or last[0] is not key:
             return None
         _, prev_times, prev = last
@@ -215,7 +216,7 @@ class PlannerTimeline:
         if shift < 0 or overlap <= 0:
             return None
         observed, stamp = stamp, float(prev_times[0] + shift / fps)
-        delay = (delay_s or 0.0) + self.margin_s
+        delay = max(delays, default=0.0) + self.margin_s
         # The executor switches at the takeover point k and interpolates toward k + 1 on the
         # tick after, so the segment [k, k + 1] is the previous chunk's too.
         committed = min(takeover_index(stamp, fps, observed + delay, self.tick_s) + 2, overlap)

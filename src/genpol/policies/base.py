@@ -29,7 +29,7 @@ class PrefixTarget:
     weights: torch.Tensor
     committed: int
     max_guidance: float
-    inpaint: str = "overlap"  # genpol.control.timeline.INPAINTS
+    inpaint: str  # genpol.control.timeline.INPAINTS
 
 
 Obs = Mapping[str, Any]  # {"state": (B, S), "images": {camera: (B, 3, H, W)}}
