@@ -99,3 +99,13 @@ def test_quick_run_through_the_graph(ros_env, reach_policy, tmp_path):
     assert meta["cpu_count"] and "load_average_at_start" in meta and meta["torch_threads"]
     assert (tmp_path / "success_vs_delay.png").stat().st_size > 0
     assert (tmp_path / "seam_flow.png").stat().st_size > 0
+
+
+def test_every_family_run_is_judged_on_the_same_bars():
+    rows = [_row("rtc@max"), {**_row("rtc@max", success_rate=0.5), "family": "diffusion"}]
+    t = bench.all_targets(rows, ["flow", "diffusion"])
+    assert t["rtc_success"]["met"] and not t["diffusion_rtc_success"]["met"]
+    assert t["diffusion_rtc_success"]["value"] == 0.5
+    assert set(t) == set(bench.targets(rows)) | {f"diffusion_{k}" for k in bench.targets(rows)}
+    only = bench.all_targets(rows[1:], ["diffusion"])  # flow, the family, not run
+    assert not only["rtc_cells_missing"]["met"] and not only["diffusion_rtc_success"]["met"]

@@ -103,6 +103,16 @@ def targets(rows: list[dict[str, Any]], family: str = "flow") -> dict[str, Any]:
     return out
 
 
+def all_targets(rows: list[dict[str, Any]], families: list[str]) -> dict[str, Any]:
+    """The issue's targets on flow (`rtc_*`, unmet where flow was not run), then the same bars
+    for every other family run (`<family>_rtc_*`: "diffusion and binned reach the same bars")."""
+    out = targets(rows, "flow")
+    for family in families:
+        if family != "flow":
+            out.update({f"{family}_{name}": t for name, t in targets(rows, family).items()})
+    return out
+
+
 def format_table(results: dict[str, Any]) -> str:
     head = (f"{'family':<9} {'cell':<32} {'Hz':>5} {'succ':>5} {'coll':>5} {'entr':>5} "
             f"{'switch':>6} {'seam jerk':>9} {'ratio':>5} {'push ok':>7}")

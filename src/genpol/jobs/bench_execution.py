@@ -182,7 +182,8 @@ def run(families: list[str] | None = None, quick: bool = False, out: str | Path 
                  "task": preset["task"], "scene_seed": preset["scene_seed"],
                  "wall_seconds": round(time.perf_counter() - wall0, 1),
                  "cpu_seconds": round(cpu_seconds() - cpu0, 1)})
-    results = {"_meta": meta, "targets": bench.targets(rows, families[0] if quick else "flow"),
+    results = {"_meta": meta, "targets": (bench.targets(rows, families[0]) if quick
+                                             else bench.all_targets(rows, families)),
                "results": rows, "files": files}
     write_results(out, results)
     return results
