@@ -64,6 +64,15 @@ def latency_stats(ms: Sequence[float]) -> dict[str, float]:
             "min_ms": round(float(a.min()), 3), "max_ms": round(float(a.max()), 3)}
 
 
+def target(value: Any, threshold: Any, met: bool, note: str = "") -> dict[str, Any]:
+    """One entry of a results.json `targets` object: value, threshold, met (DEVELOPERS.md),
+    and why, where a note helps."""
+    out = {"value": value, "threshold": threshold, "met": bool(met)}
+    if note:
+        out["note"] = note
+    return out
+
+
 def write_results(out: Path, results: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from genpol.bench.common import target
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -56,29 +58,25 @@ def _find(rows: list[dict], family: str, strategy: str, delay_s: float = 0.0,
                  and abs(r["delay_s"] - delay_s) < 1e-9 and r["push"] == push), None)
 
 
-def _target(value: Any, threshold: Any, met: bool) -> dict[str, Any]:
-    return {"value": value, "threshold": threshold, "met": bool(met)}
-
-
 def targets(rows: list[dict[str, Any]], family: str = "flow") -> dict[str, Any]:
     """One entry per target of the issue, judged on `family`'s rtc cells; a target whose cell
     was not run is reported with value None and met false."""
     rtc = _find(rows, family, "rtc@max")
     out: dict[str, Any] = {}
     if rtc is None:
-        return {"rtc_cells_missing": _target(None, "rtc@max cells", False)}
+        return {"rtc_cells_missing": target(None, "rtc@max cells", False)}
     f = rtc["figures"]
     rate = f.get("chunk_rate_hz")
-    out["rtc_rate_hz"] = _target(rate, f">= {RATE_MIN_HZ} (chunks per second reached)",
+    out["rtc_rate_hz"] = target(rate, f">= {RATE_MIN_HZ} (chunks per second reached)",
                                  rate is not None and rate >= RATE_MIN_HZ)
-    out["rtc_success"] = _target(f["success_rate"], f">= {SUCCESS_MIN}",
+    out["rtc_success"] = target(f["success_rate"], f">= {SUCCESS_MIN}",
                                  f["success_rate"] >= SUCCESS_MIN)
-    out["rtc_mode_entropy"] = _target(f["mode_entropy"], f">= {ENTROPY_MIN}",
+    out["rtc_mode_entropy"] = target(f["mode_entropy"], f">= {ENTROPY_MIN}",
                                       f["mode_entropy"] >= ENTROPY_MIN)
-    out["rtc_mode_switches"] = _target(f["mode_switch_rate"], f"<= {SWITCH_MAX}",
+    out["rtc_mode_switches"] = target(f["mode_switch_rate"], f"<= {SWITCH_MAX}",
                                        f["mode_switch_rate"] <= SWITCH_MAX)
     ratio = f["seam_jerk_ratio"]
-    out["rtc_seam_jerk_ratio"] = _target(ratio, f"<= {JERK_RATIO_MAX}",
+    out["rtc_seam_jerk_ratio"] = target(ratio, f"<= {JERK_RATIO_MAX}",
                                          ratio is not None and ratio <= JERK_RATIO_MAX)
     for other, key in (("ensemble@10Hz", "rtc_seam_jerk_vs_ensemble_10hz"),
                        ("consistent+latest@max", "rtc_seam_jerk_vs_latest_same_rate")):
@@ -86,17 +84,17 @@ def targets(rows: list[dict[str, Any]], family: str = "flow") -> dict[str, Any]:
         theirs = row["figures"]["seam_jerk_rms"] if row else None
         mine = f["seam_jerk_rms"]
         value = mine / theirs if mine is not None and theirs else None
-        out[key] = _target(value, "< 1 (rtc's seam RMS jerk / theirs)",
+        out[key] = target(value, "< 1 (rtc's seam RMS jerk / theirs)",
                            value is not None and value < 1.0)
     delayed = _find(rows, family, "rtc@max", 0.3)
     value = delayed["figures"]["success_rate"] if delayed else None
-    out["rtc_success_300ms"] = _target(value, f">= {SUCCESS_DELAYED_MIN}",
+    out["rtc_success_300ms"] = target(value, f">= {SUCCESS_DELAYED_MIN}",
                                        value is not None and value >= SUCCESS_DELAYED_MIN)
     pushed = _find(rows, family, "rtc@max", push=True)
     slow = _find(rows, family, "latest@1Hz", push=True)
     value = pushed["figures"]["success_after_push"] if pushed else None
     theirs = slow["figures"]["success_after_push"] if slow else None
-    out["rtc_success_after_push"] = _target(
+    out["rtc_success_after_push"] = target(
         value, f">= {SUCCESS_PUSHED_MIN} and above latest@1Hz's ({theirs})",
         value is not None and theirs is not None and value >= SUCCESS_PUSHED_MIN
         and value > theirs)

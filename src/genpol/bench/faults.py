@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from genpol import robot
+from genpol.bench.common import target
 
 
 @dataclass(frozen=True)
@@ -274,10 +275,7 @@ def rate_hz(tick_times: ArrayLike) -> float | None:
 
 
 def _target(value: Any, threshold: Any, met: bool, note: str = "") -> dict[str, Any]:
-    out = {"value": _plain(value), "threshold": threshold, "met": bool(met)}
-    if note:
-        out["note"] = note
-    return out
+    return target(_plain(value), threshold, met, note)
 
 
 def _detail(rows: Sequence[dict[str, Any]], row: str, key: str) -> Any:

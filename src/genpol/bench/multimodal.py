@@ -21,7 +21,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from genpol import presets
-from genpol.bench.common import run_meta
+from genpol.bench.common import run_meta, target
 from genpol.bench.obstacle import ObstacleTask
 from genpol.data.arrays import ChunkData, from_episodes
 from genpol.policies import Policy
@@ -179,8 +179,7 @@ def targets(results: dict[str, dict[str, float]], wall_s: float,
             quick: bool) -> dict[str, dict[str, Any]]:
     """One {value, threshold, met} per target, for the families that ran."""
     def entry(value: float, threshold: float, at_least: bool = True) -> dict[str, Any]:
-        return {"value": value, "threshold": threshold,
-                "met": bool(value >= threshold if at_least else value <= threshold)}
+        return target(value, threshold, value >= threshold if at_least else value <= threshold)
 
     out = {}
     if "mse" in results:

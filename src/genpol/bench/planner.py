@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from genpol import robot
-from genpol.bench.common import CpuMeter, latency_stats, run_meta, write_results
+from genpol.bench.common import CpuMeter, latency_stats, run_meta, target, write_results
 from genpol.planning import PolicyHolder
 from genpol.policies import families as all_families
 from genpol.policies import make_config, make_policy
@@ -332,13 +332,6 @@ def compare_unet(quick: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- targets
 
 
-def _target(value: Any, threshold: Any, met: bool, note: str = "") -> dict[str, Any]:
-    out = {"value": value, "threshold": threshold, "met": bool(met)}
-    if note:
-        out["note"] = note
-    return out
-
-
 def _cell(rows: Sequence[dict[str, Any]], family: str, config: str, device: str,
           num_samples: int) -> dict[str, Any] | None:
     for r in rows:
@@ -355,23 +348,23 @@ def targets(rows: Sequence[dict[str, Any]], unet: dict[str, Any] | None,
     where = "down_dims (512, 1024, 2048), horizon 16, CPU, 1 thread, same run"
     if unet is None or "error" in unet:
         why = (unet or {}).get("error", "not run")
-        out["unet_forward_vs_reference"] = _target(None, "<= 1.0", False, why)
-        out["unet_params_vs_reference"] = _target(None, "<= 0.05", False, why)
+        out["unet_forward_vs_reference"] = target(None, "<= 1.0", False, why)
+        out["unet_params_vs_reference"] = target(None, "<= 0.05", False, why)
     else:
         ratio = round(float(unet["ratio"]), 3)
-        out["unet_forward_vs_reference"] = _target(
+        out["unet_forward_vs_reference"] = target(
             ratio, f"<= 1.0 (genpol U-Net forward ms / standard 1D U-Net layout's; {where})",
             ratio <= 1.0, f"{unet['genpol_ms']:.1f} vs {unet['reference_ms']:.1f} ms"
             + (f"; CPU-time ratio {unet['cpu_ratio']:.3f}" if "cpu_ratio" in unet else ""))
         off = round(abs(float(unet["params_ratio"]) - 1.0), 4)
-        out["unet_params_vs_reference"] = _target(
+        out["unet_params_vs_reference"] = target(
             off, "<= 0.05 (abs(genpol parameters / reference's - 1))", off <= 0.05,
             f"{unet['genpol_params']} vs {unet['reference_params']} parameters")
     threshold = (f"<= {BASELINE_ALLOWANCE} (worst family's new/old p50, 1-sample call, state "
                  f"only, CPU; {round((BASELINE_ALLOWANCE - 1) * 100)} % allowance for timing "
                  "noise)")
     if baseline is None or not baseline["families"]:
-        out["cpu_state_no_family_slower"] = _target(
+        out["cpu_state_no_family_slower"] = target(
             None, threshold, False, "not measured: run with --baseline SRC, SRC the src/ of a "
             "checkout of the older code (git worktree add /tmp/old <commit>)" if baseline is None
             else f"no family both sides have: {baseline.get('not_compared')}")
@@ -379,7 +372,7 @@ def targets(rows: Sequence[dict[str, Any]], unet: dict[str, Any] | None,
         fams = baseline["families"]
         worst = max(fams, key=lambda f: fams[f]["ratio"])
         value = fams[worst]["ratio"]
-        out["cpu_state_no_family_slower"] = _target(
+        out["cpu_state_no_family_slower"] = target(
             value, threshold, value <= BASELINE_ALLOWANCE,
             f"worst: {worst}; old code {baseline['old_src']}; per family in baseline.families")
     for family, (name, limit, what) in CUDA_TARGETS.items():
@@ -387,9 +380,9 @@ def targets(rows: Sequence[dict[str, Any]], unet: dict[str, Any] | None,
         threshold = f"<= {limit} ({what}, act_resnet18, 1 sample, p50 ms per observation)"
         if cell is None:
             note = NO_CUDA if cuda_device is None else "cell not run (act_resnet18 on cuda)"
-            out[name] = _target(None, threshold, False, note)
+            out[name] = target(None, threshold, False, note)
         else:
-            out[name] = _target(cell["p50_ms"], threshold, cell["p50_ms"] <= limit,
+            out[name] = target(cell["p50_ms"], threshold, cell["p50_ms"] <= limit,
                                 f"on {cuda_device}")
     return out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genpol import graph
-from genpol.bench.common import CpuMeter, run_meta, write_results
+from genpol.bench.common import CpuMeter, run_meta, target, write_results
 from genpol.bench.executor import (POLICY, TARGET_P99_MS, VARIANTS, ensure_policy, format_row,
                                    period_stats)
 from genpol.launcher import Supervisor
@@ -145,9 +145,8 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if row is None:
         return {}
     p99, missed = row["period_error_p99_ms"], row["missed_ticks"]
-    return {"thread_period_error_p99_ms": {"value": p99, "threshold": TARGET_P99_MS,
-                                           "met": bool(p99 <= TARGET_P99_MS)},
-            "thread_missed_ticks": {"value": missed, "threshold": 0, "met": missed == 0}}
+    return {"thread_period_error_p99_ms": target(p99, TARGET_P99_MS, p99 <= TARGET_P99_MS),
+            "thread_missed_ticks": target(missed, 0, missed == 0)}
 
 
 def _planner_device() -> str:

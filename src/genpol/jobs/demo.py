@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from genpol.bench.common import target
+
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 PRESET = CONFIG / "demo.yaml"
 VISION_PRESET = CONFIG / "demo_vision.yaml"
@@ -201,21 +203,17 @@ def evaluate(p: dict[str, Any], policy_dir: Path, out: Path, progress: bool) -> 
         params=ev.get("params") or {}))
 
 
-def _target(value: Any, threshold: str, met: bool) -> dict[str, Any]:
-    return {"value": value, "threshold": threshold, "met": bool(met)}
-
-
 def demo_targets(f: dict[str, Any], wall_s: float) -> dict[str, Any]:
     """One entry per target of the joint-state demo."""
     rate = f.get("chunk_rate_hz")
     return {
-        "success": _target(f["success_rate"], f">= {DEMO_SUCCESS_MIN}",
+        "success": target(f["success_rate"], f">= {DEMO_SUCCESS_MIN}",
                            f["success_rate"] >= DEMO_SUCCESS_MIN),
-        "mode_entropy": _target(f["mode_entropy"], f">= {DEMO_ENTROPY_MIN}",
+        "mode_entropy": target(f["mode_entropy"], f">= {DEMO_ENTROPY_MIN}",
                                 f["mode_entropy"] >= DEMO_ENTROPY_MIN),
-        "chunk_rate_hz": _target(rate, f">= {DEMO_RATE_MIN_HZ:g} (chunks the arm received)",
+        "chunk_rate_hz": target(rate, f">= {DEMO_RATE_MIN_HZ:g} (chunks the arm received)",
                                  rate is not None and rate >= DEMO_RATE_MIN_HZ),
-        "wall_s": _target(wall_s, f"<= {DEMO_WALL_MAX_S:g}", wall_s <= DEMO_WALL_MAX_S),
+        "wall_s": target(wall_s, f"<= {DEMO_WALL_MAX_S:g}", wall_s <= DEMO_WALL_MAX_S),
     }
 
 
@@ -225,18 +223,18 @@ def vision_targets(evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
     f = evals.get("vision", {}).get("figures")
     success = f["success_rate"] if f else None
     entropy = f["mode_entropy"] if f else None
-    out["vision_success"] = _target(success, f">= {VISION_SUCCESS_MIN}",
+    out["vision_success"] = target(success, f">= {VISION_SUCCESS_MIN}",
                                     success is not None and success >= VISION_SUCCESS_MIN)
-    out["vision_mode_entropy"] = _target(entropy, f">= {VISION_ENTROPY_MIN}",
+    out["vision_mode_entropy"] = target(entropy, f">= {VISION_ENTROPY_MIN}",
                                          entropy is not None and entropy >= VISION_ENTROPY_MIN)
     latency = (f.get("chunk_latency_ms") or {}).get("p99") if f else None
-    out["vision_planner_latency_p99_ms"] = _target(
+    out["vision_planner_latency_p99_ms"] = target(
         latency, f"<= {LATENCY_P99_MAX_MS:g} (observation to chunk, at "
                  f"{(f or {}).get('chunk_rate_hz') or 0:.1f} chunks/s)",
         latency is not None and latency <= LATENCY_P99_MAX_MS)
     b = evals.get("blind", {}).get("figures")
     blind = b["success_rate"] if b else None
-    out["blind_success"] = _target(blind, f"<= {BLIND_SUCCESS_MAX}",
+    out["blind_success"] = target(blind, f"<= {BLIND_SUCCESS_MAX}",
                                    blind is not None and blind <= BLIND_SUCCESS_MAX)
     return out
 
