@@ -16,7 +16,8 @@ from genpol.cli import main as cli_main
 from genpol.data.arrays import ChunkData, DataError, from_episodes
 from genpol.data.sources import load_chunks, save_npz
 from genpol.policies import ConfigError, load_policy
-from genpol.train import TrainConfig, config_for_data, fit_config, train
+from genpol.policies.families import make_policy
+from genpol.train import TrainConfig, config_for_data, fit_config, jitter, train
 
 HERE = Path(__file__).parent
 
@@ -52,6 +53,8 @@ def test_empty_data_is_refused():
     ({"batch_size": -1}, "batch_size"),
     ({"lr": 0.0}, "lr must be > 0"),
     ({"device": "tpu"}, "device must be"),
+    ({"state_noise": -0.1}, "state_noise is a fraction"),
+    ({"state_noise": 2.0}, "state_noise is a fraction"),
 ])
 def test_bad_train_config_is_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -117,6 +120,35 @@ def test_padding_is_masked_unless_asked_not_to():
     assert first_loss(padded) != first_loss(padded, mask_padding=False)
     # Without padding the option changes nothing: the same run, bit for bit.
     assert first_loss(data()) == first_loss(data(), mask_padding=False)
+
+
+def test_state_noise_follows_each_joints_spread_and_spares_still_joints():
+    state = torch.zeros(20000, 3)
+    std = torch.tensor([0.05, 0.2, 0.0])  # the third joint never moved in the data
+    out = jitter(state, std, torch.Generator().manual_seed(0))
+    assert torch.allclose(out.std(0), std, atol=0.005)
+    assert torch.equal(out[:, 2], state[:, 2])
+
+
+def test_state_noise_changes_the_inputs_the_model_sees_not_the_labels():
+    seen = []
+
+    def first_batch(**kw):
+        cfg = config_for_data("mse", data(), hidden_dim=16)
+        policy_forward = type(make_policy(cfg)).forward
+
+        def spy(self, batch):
+            seen.append({k: batch[k].clone() for k in ("state", "action")})
+            return policy_forward(self, batch)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(make_policy(cfg)), "forward", spy)
+            train(cfg, data(), TrainConfig(steps=1, batch_size=16, progress=False, **kw))
+        return seen[-1]
+
+    clean, noisy = first_batch(), first_batch(state_noise=0.1)
+    assert torch.equal(clean["action"], noisy["action"])  # same rows drawn, labels untouched
+    shift = (noisy["state"] - clean["state"]).abs()
+    assert 0 < shift.max() < 0.1 * 5 * float(data().state.std(0).max())
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints(tmp_path):

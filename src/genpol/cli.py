@@ -49,7 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_for_data(family, data, **overrides)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, checkpoint_every=args.checkpoint_every,
-                       ema_decay=args.ema, mask_padding=not args.train_on_padding,
+                       ema_decay=args.ema, state_noise=args.state_noise,
+                       mask_padding=not args.train_on_padding,
                        progress=not args.no_progress, threads=args.threads,
                        num_workers=args.workers, amp=args.amp)
     result = train(config, data, tcfg, out_dir=args.out)
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, 0 = off")
+    t.add_argument("--state-noise", type=float, default=0.0,
+                   help="Gaussian noise on the joint-state input while training, as a fraction "
+                        "of each joint's spread in the data (0 = off)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=0)

@@ -52,6 +52,12 @@ class TrainConfig:
     #: sample of every batch, as Diffusion Policy crops and DrQ shifts: a small image dataset
     #: is otherwise memorised pixel by pixel. 0: off.
     image_shift: int = 4
+    #: Gaussian noise added to every sample's joint-state input, as a fraction of each joint's
+    #: standard deviation over the data (a joint that never moves gets none); the action labels
+    #: stay. With a few dozen start poses a state-only policy otherwise maps each recorded state
+    #: to its own chunk and is unsure between them; noise teaches it the way back to the
+    #: demonstrated path from nearby states. 0: off.
+    state_noise: float = 0.0
     #: torch threads (intra- and inter-op) for this process; 0: torch's default, one per core,
     #: which on a shared or small machine makes processes fight over the cores.
     threads: int = 0
@@ -70,6 +76,9 @@ class TrainConfig:
                 raise ConfigError(f"train {name} must be a positive integer, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"train lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.state_noise <= 1.0:
+            raise ConfigError(f"train state_noise is a fraction of each joint's spread, in "
+                              f"[0, 1]; got {self.state_noise}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.image_shift < 0:
@@ -162,7 +171,9 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
 
     torch.manual_seed(tcfg.seed)  # same initial weights on every rank
     policy = make_policy(config)
-    policy.set_stats(compute_stats(data.state, data.action))
+    stats = compute_stats(data.state, data.action)
+    policy.set_stats(stats)
+    noise_std = torch.from_numpy(stats["state_std"]).to(device) * tcfg.state_noise
     policy.to(device).train()
     model: torch.nn.Module = policy
     if world > 1:
@@ -194,6 +205,8 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
             batch = _batch(tensors, tcfg.batch_size, rng, device, tcfg.image_shift)
         else:
             batch = _assemble(tensors, *next(draws), device)
+        if tcfg.state_noise > 0:
+            batch["state"] = jitter(batch["state"], noise_std, rng)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, info = model(batch)
         if not torch.isfinite(loss):
@@ -264,6 +277,12 @@ def random_shift(images: torch.Tensor, pad: int, rng: torch.Generator) -> torch.
     cols = offsets[:, 1:] + torch.arange(w)  # (B, W)
     out = padded[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).to(images.dtype)  # indexing put channels last
+
+
+def jitter(state: torch.Tensor, std: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """state (..., S) plus Gaussian noise of std (S,) per joint, drawn on the host (the
+    generator's device) so that a run draws the same noise on any device."""
+    return state + torch.randn(state.shape, generator=rng).to(state.device) * std
 
 
 def _batch(t: dict[str, Any], size: int, rng: torch.Generator, device: torch.device,
