@@ -26,6 +26,9 @@ def test_seam_jerk_sees_a_step_at_a_switch_and_nothing_on_a_smooth_path():
     # the same step far from any switch counts as elsewhere
     _, _, far3, _ = seam_jerk(t, stepped, [0.3])
     assert far3 > 100 * far
+    # an episode decided before its first switch commands nothing in the window: no figures,
+    # no error (the eval crashed on it: "cannot reshape array of size 0")
+    assert seam_jerk(t[:0], np.zeros((0, 6)), [1.0]) == (0.0, 0, 0.0, 0)
 
 
 def test_mode_switch_needs_both_sides_of_the_post_near_it():

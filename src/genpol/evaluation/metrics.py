@@ -109,9 +109,9 @@ def seam_jerk(times: np.ndarray, positions: np.ndarray, switches: Sequence[float
     four ticks, so a step at a switch shows from lead_s (two 50 Hz ticks) before it. Switches
     are when the executor starts playing a new chunk (genpol.control.timeline.switch_time)."""
     times = np.asarray(times, float)
-    positions = np.asarray(positions, float).reshape(len(times), -1)
-    if len(times) < 4:
+    if len(times) < 4:  # an episode decided before its first switch: nothing to measure
         return 0.0, 0, 0.0, 0
+    positions = np.asarray(positions, float).reshape(len(times), -1)
     dt = float(np.median(np.diff(times)))
     jerk = np.linalg.norm(np.diff(positions, n=3, axis=0), axis=1) / dt ** 3
     at = (times[1:-2] + times[2:-1]) / 2
