@@ -30,13 +30,20 @@ def spinning(*nodes: Node, executor: Executor | None = None) -> Iterator[Executo
     executor = executor or SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, name="ros-spin", daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:  # not executor.spin: shutdown() while it waits races its guard condition
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    thread = threading.Thread(target=spin, name="ros-spin", daemon=True)
     thread.start()
     try:
         yield executor
     finally:
-        executor.shutdown(timeout_sec=2.0)
+        stop.set()
         thread.join(timeout=5.0)
+        executor.shutdown(timeout_sec=2.0)
         for node in nodes:
             close = getattr(node, "close", None)
             if close:
