@@ -73,7 +73,8 @@ def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
     node = PlannerNode(parameter_overrides=[
         Parameter("policy_path", value=checkpoints["good"]),
         Parameter("num_samples", value=4), Parameter("inference_rate_hz", value=20.0),
-        Parameter("cpu_threads", value=0),  # leave this pytest process's torch threads alone
+        Parameter("fresh_num_samples", value=4),  # the arm here never follows: every chunk is
+        Parameter("cpu_threads", value=0),  # fresh; and leave pytest's torch threads alone
         Parameter("camera_topics", value=["none=/unused"])])
     probe = rclpy.create_node("probe")
     chunks = TopicCollector(probe, JointTrajectory, "/genpol/action_chunk")
@@ -225,10 +226,12 @@ def test_rtc_chunks_continue_the_last_one_on_the_timeline(ros, tmp_path):
         Parameter("policy_path", value=path), Parameter("num_samples", value=4),
         Parameter("inference_rate_hz", value=10.0), Parameter("cpu_threads", value=0),
         Parameter("added_delay_s", value=0.05), Parameter("chunking", value="rtc"),
+        Parameter("fresh_num_samples", value=6),
         Parameter("camera_topics", value=["none=/unused"])])
     assert "forced prefix" in node.strategy(node.holder.policy)
     probe = rclpy.create_node("probe")
     chunks = TopicCollector(probe, JointTrajectory, "/genpol/action_chunk")
+    markers = TopicCollector(probe, MarkerArray, "/genpol/chunk_markers")
     state_pub = probe.create_publisher(JointState, "/joint_states", 10)
     client = probe.create_client(SetParameters, "/planner/set_parameters")
 
@@ -269,6 +272,10 @@ def test_rtc_chunks_continue_the_last_one_on_the_timeline(ros, tmp_path):
         assert any(n >= 2 for n in same), f"no chunk continued its committed prefix: {same}"
         assert all(n >= 2 for n in same) or left > 0, \
             f"a chunk left its committed prefix ({same} steps) with no reason given"
+        # the first chunk chose the mode among fresh_num_samples samples, the continuations
+        # among num_samples (one marker strip per sample)
+        samples = [sum(m.type == Marker.LINE_STRIP for m in a.markers) for a in markers.messages]
+        assert samples[0] == 6 and samples.count(4) >= 3, samples
         assert client.wait_for_service(timeout_sec=5)
         assert _set(probe, client, "chunking", "select").successful
         assert "selection" in node.strategy(node.holder.policy)

@@ -48,7 +48,7 @@ def prefix_error(chunks: np.ndarray, committed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("family", ["flow", "diffusion"])
-def test_guided_samples_land_on_the_committed_steps(family):
+def test_guided_samples_land_on_the_committed_steps(family, monkeypatch):
     policy = trained(family, 300, hidden_dim=32, down_dims=[16, 32], n_groups=4)
     policy.eval()
     prefix = Prefix(UP.copy(), committed=3, overlap=6)
@@ -68,6 +68,17 @@ def test_guided_samples_land_on_the_committed_steps(family):
     nothing = Prefix(UP.copy(), committed=0, overlap=0)
     np.testing.assert_allclose(policy.predict_chunks(STATE, None, 32, seed=1, prefix=nothing),
                                free)
+    # max_guidance 0 (the planner's default): inpainting alone, with no backward pass at all,
+    # still lands every sample on the committed steps
+    def no_backward(*args, **kwargs):
+        raise AssertionError("max_guidance 0 must not take a gradient")
+    monkeypatch.setattr(torch.autograd, "grad", no_backward)
+    inpainted = policy.predict_chunks(STATE, None, 32, seed=1,
+                                      prefix=Prefix(UP.copy(), committed=3, overlap=6,
+                                                    max_guidance=0.0))
+    assert prefix_error(inpainted, 3).max() < 1e-4
+    with pytest.raises(AssertionError, match="must not take a gradient"):  # the patch is live
+        policy.predict_chunks(STATE, None, 2, seed=1, prefix=prefix)
 
 
 @pytest.mark.parametrize("inpaint", ["committed", "overlap"])

@@ -130,6 +130,9 @@ PLANNER: tuple[Param, ...] = (
                             "then takes longer)"),
     Param("num_samples", 8, "chunks sampled per observation (all drawn as markers)",
           read_only=False, range=(1, 1024)),
+    Param("fresh_num_samples", 32, "chunks sampled, at least, for one that chooses the mode "
+                                   "afresh (an episode's first, after a push or a gap)",
+          read_only=False, range=(0, 1024)),
     Param("inference_rate_hz", 10.0, "observations planned per second (0: as fast as possible)",
           read_only=False, range=(0.0, 1000.0)),
     Param("max_observation_age_s", 0.5, "older joint states are not planned on",
@@ -157,7 +160,10 @@ PLANNER: tuple[Param, ...] = (
     Param("rtc_schedule", "exp", "real-time chunking's weight over the overlap after the "
                                  "committed steps: exp (the paper's), linear, hard (none)",
           read_only=False, choices=SCHEDULES),
-    Param("rtc_max_guidance", 5.0, "real-time chunking's guidance weight clip (beta)",
+    Param("rtc_max_guidance", 0.0, "real-time chunking's guidance weight clip (beta; the "
+                                   "paper's 5 steers through a backward pass per step, about "
+                                   "2.6x a step's time); 0: inpainting the prefix only, the "
+                                   "faster and on a 2-core CPU the better measured",
           read_only=False, range=(0.0, 1000.0)),
     Param("rtc_inpaint", DEFAULT_INPAINT,
           "real-time chunking: what the guided sampler writes into its denoised estimate at "

@@ -224,7 +224,8 @@ class PolicyHolder:
         return policy
 
     def sample(self, positions_by_name: Mapping[str, float],
-               images: Mapping[str, np.ndarray] | None, num_samples: int,
+               images: Mapping[str, np.ndarray] | None,
+               num_samples: int | Callable[[Policy], int],
                prefix_for: Callable[[Policy], Prefix | None] | None = None,
                steps: int | Callable[[Policy], int] = 0, stamp: float | None = None):
         """(policy, chunks (N, H, A), prefix) for one observation; positions are matched by
@@ -235,7 +236,7 @@ class PolicyHolder:
         joints even if a swap lands meanwhile; `prefix_for(policy)` gives the prefix to continue
         for that same policy (returned: the caller chooses a chunk, then continues the prefix
         into it, Prefix.continue_into); `steps` > 0 (or `steps(policy)`) sets a denoising family's
-        sampling steps (the others have none).
+        sampling steps (the others have none); `num_samples` may also be a function of it.
         """
         policy = self.policy
         if policy is None:
@@ -265,6 +266,8 @@ class PolicyHolder:
         prefix = prefix_for(policy) if prefix_for is not None else None
         if callable(steps):
             steps = steps(policy)
+        if callable(num_samples):
+            num_samples = num_samples(policy)
         chunks = policy.predict_chunks(state, cams or None, num_samples, prefix=prefix,
                                        steps=steps if steps and policy.takes_noise else None)
         if not np.isfinite(chunks).all():

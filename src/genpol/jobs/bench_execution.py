@@ -61,6 +61,7 @@ def sampling_latency(policy_dir: Path, num_samples: int, steps: int = 0,
     import torch
 
     from genpol.control.timeline import Prefix
+    from genpol.parameters import defaults
     from genpol.policies.checkpoint import load_policy
 
     threads = torch.get_num_threads()
@@ -72,7 +73,8 @@ def sampling_latency(policy_dir: Path, num_samples: int, steps: int = 0,
         prefix = None
         if policy.prefix_method is not None:
             first = policy.predict_chunks(state, None, 1, seed=0)[0]
-            prefix = Prefix(first, committed=3, overlap=cfg.horizon - 2)
+            prefix = Prefix(first, committed=3, overlap=cfg.horizon - 2,
+                            max_guidance=defaults("planner")["rtc_max_guidance"])
         times = []
         for i in range(iters + 2):
             t0 = time.perf_counter()

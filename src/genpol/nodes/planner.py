@@ -46,8 +46,8 @@ from genpol.warning_counter import WarningCounter
 
 
 #: parameters applied by assigning the attribute of the same name
-RUN_TIME = ("num_samples", "inference_rate_hz", "max_observation_age_s", "sampling_steps",
-            "chunking", "rtc_schedule", "rtc_max_guidance", "rtc_inpaint",
+RUN_TIME = ("num_samples", "fresh_num_samples", "inference_rate_hz", "max_observation_age_s",
+            "sampling_steps", "chunking", "rtc_schedule", "rtc_max_guidance", "rtc_inpaint",
             "rtc_max_departure_rad", "added_delay_s")
 
 
@@ -62,6 +62,7 @@ class PlannerNode(Node):
         self.frame_id = p["frame_id"]
         # The values a `ros2 param set` may change, read by the inference thread from here.
         self.num_samples = p["num_samples"]
+        self.fresh_num_samples = p["fresh_num_samples"]
         self.inference_rate_hz = p["inference_rate_hz"]
         self.max_observation_age_s = p["max_observation_age_s"]
         self.sampling_steps = p["sampling_steps"]
@@ -220,6 +221,18 @@ class PlannerNode(Node):
                                         self.rtc_max_guidance, self.rtc_inpaint)
         return prefix
 
+    def _samples_for(self, stamp: float):
+        """Samples for a chunk planned at `stamp`: at least `fresh_num_samples` for one that
+        chooses the mode afresh, which is then a draw among the samples inside a mode
+        (selection.typical): with 8 samples a few between the modes are as close to each other
+        as to a mode and may be drawn; 32 tell the modes apart (README, "Execution
+        strategies")."""
+        def samples(policy) -> int:
+            if not self.timeline.playing(policy, stamp):
+                return max(self.num_samples, self.fresh_num_samples)
+            return self.num_samples
+        return samples
+
     def _steps_for(self, stamp: float):
         """Denoising steps for a chunk planned at `stamp`: `sampling_steps` while a chunk plays,
         the checkpoint's own for one that chooses the mode afresh (the first of an episode, after
@@ -298,7 +311,8 @@ class PlannerNode(Node):
             self._warn("the arm left the last chunk (pushed, or its driver restarted): "
                        "planning afresh from the measured state")
         try:
-            policy, chunks, prefix = self.holder.sample(positions, images, self.num_samples,
+            policy, chunks, prefix = self.holder.sample(positions, images,
+                                                        self._samples_for(stamp),
                                                         self._prefix_for(stamp),
                                                         self._steps_for(stamp), stamp=stamp)
         except PolicyHalted as exc:
