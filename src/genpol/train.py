@@ -27,6 +27,7 @@ from genpol.data.arrays import ChunkData, DataError, history_rows
 from genpol.policies import Policy, PolicyConfig, make_policy, save_policy
 from genpol.policies.acceleration import allow_tf32, set_threads
 from genpol.policies.config import ConfigError
+from genpol.policies.denoising import gaussian_noise
 from genpol.policies.normalize import compute_stats
 
 
@@ -280,9 +281,9 @@ def random_shift(images: torch.Tensor, pad: int, rng: torch.Generator) -> torch.
 
 
 def jitter(state: torch.Tensor, std: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """state (..., S) plus Gaussian noise of std (S,) per joint, drawn on the host (the
-    generator's device) so that a run draws the same noise on any device."""
-    return state + torch.randn(state.shape, generator=rng).to(state.device) * std
+    """state (..., S) plus Gaussian noise of std (S,) per joint, drawn from the host generator
+    so that a run draws the same noise on any device."""
+    return state + gaussian_noise(tuple(state.shape), rng, state.device) * std
 
 
 def _batch(t: dict[str, Any], size: int, rng: torch.Generator, device: torch.device,

@@ -74,7 +74,7 @@ def train_policy(p: dict[str, Any], family: str, dataset: Path, out_dir: Path, p
     config = config_for_data(family, data, cameras=cams,
                              **(presets.policy(family) | (p.get("policy") or {})))
     tcfg = TrainConfig(steps=steps or tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
-                       state_noise=tr.get("state_noise", 0.0), device="auto", progress=progress)
+                       device="auto", progress=progress)
     return train(config, data, tcfg, out_dir=out_dir)
 
 
