@@ -237,6 +237,35 @@ def test_statistics_travel_with_the_model(tmp_path):
     assert out[..., 1].mean() > 5
 
 
+def test_a_joint_that_never_moves_does_not_blow_up_its_reading():
+    """reach_around's gripper and wrist roll barely move in the demonstrations (std 2e-4 and
+    5e-6 rad): scaled by that spread, the 0.001 rad between a recorded and a freshly reset
+    gripper was six standard deviations, and the trained policy's first step at an unseen start
+    pose landed 0.25 rad from the arm. The spread is floored (STATE_STD_MIN), so the reading
+    counts for what it is."""
+    from genpol.data.arrays import ChunkData
+    from genpol.policies.normalize import STATE_STD_MIN
+    from genpol.train import config_for_data, train
+
+    rng = np.random.default_rng(0)
+    moving = rng.uniform(-1.0, 1.0, (256, 1))
+    still = 0.199 + rng.normal(0.0, 2e-4, (256, 1))  # a gripper at rest, read with a little noise
+    state = np.concatenate([moving, still], axis=1).astype(np.float32)
+    action = np.repeat(state[:, None, :], 4, axis=1) + np.linspace(0, 0.3, 4)[None, :, None]
+    stats = compute_stats(state, action)
+    assert stats["state_std"][1] == pytest.approx(STATE_STD_MIN)
+    assert stats["state_std"][0] == pytest.approx(state[:, 0].std(), rel=1e-5)
+    torch.manual_seed(0)
+    data = ChunkData(state, action.astype(np.float32), joint_names=["a", "g"], fps=10.0)
+    policy = train(config_for_data("mse", data, hidden_dim=32), data,
+                   TrainConfig(steps=300, batch_size=64, lr=3e-3, device="cpu", threads=1,
+                               progress=False)).policy
+    recorded = policy.predict_chunks(np.array([0.3, 0.199], np.float32))[0]
+    # read 0.002 rad off: unfloored (10 standard deviations) this moved the chunk 0.11 rad
+    other = policy.predict_chunks(np.array([0.3, 0.201], np.float32))[0]
+    assert np.abs(other - recorded)[:, 0].max() < 0.05, (recorded, other)
+
+
 def test_wrong_observation_shape_names_both():
     policy = make_policy(tiny("mse"))
     with pytest.raises(ValueError, match=r"shape \(2, 5\), expected \(batch, 3\)"):

@@ -174,7 +174,9 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
     policy = make_policy(config)
     stats = compute_stats(data.state, data.action)
     policy.set_stats(stats)
-    noise_std = torch.from_numpy(stats["state_std"]).to(device) * tcfg.state_noise
+    # each joint's own spread (not the normaliser's floored one): a joint that never moves
+    # gets no noise
+    noise_std = torch.from_numpy(data.state.std(0)).float().to(device) * tcfg.state_noise
     policy.to(device).train()
     model: torch.nn.Module = policy
     if world > 1:

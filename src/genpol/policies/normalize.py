@@ -15,6 +15,11 @@ from torch import nn
 
 STAT_KEYS = ("state_mean", "state_std", "action_min", "action_max")
 _EPS = 1e-6
+#: The smallest state spread a joint is scaled by (data units: rad for the SO-101). A joint that
+#: never moves in the data (the wrist roll and the gripper of reach_around: std 5e-6 and 2e-4
+#: rad) would otherwise turn a reading 0.001 rad off into 6 standard deviations, and the policy
+#: saw every evaluation start pose as far out of its data (its first step 0.25 rad off the arm).
+STATE_STD_MIN = 1e-2
 
 
 def compute_stats(states: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
@@ -23,7 +28,7 @@ def compute_stats(states: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarr
     actions = np.asarray(actions, dtype=np.float64).reshape(-1, np.shape(actions)[-1])
     return {
         "state_mean": states.mean(0).astype(np.float32),
-        "state_std": states.std(0).astype(np.float32),
+        "state_std": np.maximum(states.std(0), STATE_STD_MIN).astype(np.float32),
         "action_min": actions.min(0).astype(np.float32),
         "action_max": actions.max(0).astype(np.float32),
     }
