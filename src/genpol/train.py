@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from genpol.data.arrays import ChunkData, DataError, history_rows
 from genpol.policies import Policy, PolicyConfig, make_policy, save_policy
 from genpol.policies.acceleration import allow_tf32, set_threads
+from genpol.policies.action_frame import to_frame
 from genpol.policies.config import ConfigError
 from genpol.policies.denoising import gaussian_noise
 from genpol.policies.normalize import compute_stats
@@ -172,7 +173,8 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
 
     torch.manual_seed(tcfg.seed)  # same initial weights on every rank
     policy = make_policy(config)
-    stats = compute_stats(data.state, data.action)
+    # relative chunks are normalised by the spread of the offsets, not of the targets
+    stats = compute_stats(data.state, to_frame(data.action, data.state, config.action_frame))
     policy.set_stats(stats)
     # each joint's own spread (not the normaliser's floored one): a joint that never moves
     # gets no noise

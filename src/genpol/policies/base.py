@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from genpol.control.timeline import Prefix
+from genpol.policies.action_frame import current_joints, from_frame, to_frame
 from genpol.policies.config import PolicyConfig
 from genpol.policies.normalize import Normalizer
 from genpol.policies.padding import hold_last_step
@@ -86,7 +87,11 @@ class Policy(nn.Module):
         """batch: state, images, action (B, H, A) and optionally action_is_pad (B, H) bool."""
         obs = self._prepare_obs(batch)
         b = obs["state"].shape[0]
-        action = self.normalizer.normalize_action(self._check_action(batch["action"], b))
+        action = to_frame(self._check_action(batch["action"], b),
+                          torch.as_tensor(batch["state"], dtype=torch.float32,
+                                          device=self.device),
+                          self.config.action_frame)
+        action = self.normalizer.normalize_action(action)
         is_pad = self._check_pad(batch.get("action_is_pad"), b)
         if is_pad is not None:
             action = hold_last_step(action, is_pad)
@@ -113,8 +118,9 @@ class Policy(nn.Module):
                 raise ValueError(f"a {self.config.family} policy starts from no noise to inject; "
                                  "noise= works for the denoising families (diffusion, flow)")
             kwargs["noise"] = noise
+        state = torch.as_tensor(obs["state"], dtype=torch.float32, device=self.device)
         if prefix is not None:
-            kwargs["prefix"] = self._prefix_target(prefix)
+            kwargs["prefix"] = self._prefix_target(prefix, state)
         if steps is not None:
             if not self.takes_noise:
                 raise ValueError(f"a {self.config.family} policy has no denoising steps to "
@@ -142,7 +148,8 @@ class Policy(nn.Module):
             if was_training:
                 self.train(True)
         # out here a plain tensor again (no inference tensor leaks to the caller), float32
-        return self.normalizer.unnormalize_action(chunks.float())
+        return from_frame(self.normalizer.unnormalize_action(chunks.float()), state,
+                          self.config.action_frame)
 
     def predict_chunks(self, state: np.ndarray, images: Mapping[str, np.ndarray] | None = None,
                        num_samples: int = 1, seed: int | None = None,
@@ -179,7 +186,7 @@ class Policy(nn.Module):
         self.normalizer.set_stats(stats)
 
     # ---- checks at the boundary --------------------------------------------------------------
-    def _prefix_target(self, prefix: Prefix) -> PrefixTarget:
+    def _prefix_target(self, prefix: Prefix, state: torch.Tensor) -> PrefixTarget:
         if self.prefix_method is None:
             raise ValueError(f"a {self.config.family} policy cannot continue a prefix; the "
                              "planner keeps its mode by selection instead (chunking: select)")
@@ -190,7 +197,13 @@ class Policy(nn.Module):
                              f"({cfg.horizon}, {cfg.action_dim})")
         if not np.isfinite(actions).all():
             raise ValueError("prefix actions hold NaN/inf")
-        target = self.normalizer.normalize_action(torch.as_tensor(actions, device=self.device))
+        target = torch.as_tensor(actions, device=self.device)
+        if cfg.action_frame != "absolute":
+            if state.shape[0] != 1:
+                raise ValueError(f"a prefix continues one observation's chunk; got a batch of "
+                                 f"{state.shape[0]} observations")
+            target = target - current_joints(state, cfg.action_dim)[0]
+        target = self.normalizer.normalize_action(target)
         weights = torch.as_tensor(prefix.weights(), dtype=torch.float32, device=self.device)
         return PrefixTarget(target, weights, prefix.committed, float(prefix.max_guidance),
                             prefix.inpaint)

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from genpol.policies.action_frame import ACTION_FRAMES
 
 IMAGE_POOLS = ("spatial_softmax", "mean")
 
@@ -41,6 +42,9 @@ class PolicyConfig:
     image_pool: str = "spatial_softmax"
     # Robot the policy was trained for; the planner refuses a checkpoint for other joints.
     joint_names: list[str] = field(default_factory=list)
+    # "relative": chunks are offsets from the current joint positions (state and action the same
+    # joints, in the same order), which generalises to unseen start poses; see action_frame.py.
+    action_frame: str = "absolute"
 
     @property
     def family(self) -> str:
@@ -71,6 +75,14 @@ class PolicyConfig:
                 f"image_shape must be [3, height, width], got {list(self.image_shape)}")
         if len(set(self.cameras)) != len(self.cameras):
             raise ConfigError(f"camera names must be unique, got {list(self.cameras)}")
+        if self.action_frame not in ACTION_FRAMES:
+            raise ConfigError(f"action_frame must be one of {list(ACTION_FRAMES)}, got "
+                              f"{self.action_frame!r}")
+        if self.action_frame == "relative" and self.state_dim < self.action_dim:
+            raise ConfigError(
+                f"action_frame 'relative' offsets each action from the joint position in the "
+                f"same place of the state, but state_dim ({self.state_dim}) < action_dim "
+                f"({self.action_dim}); use action_frame: absolute")
         if self.joint_names and len(self.joint_names) != self.action_dim:
             raise ConfigError(
                 f"joint_names has {len(self.joint_names)} names but action_dim is "
