@@ -3,8 +3,9 @@ joint positions the chunk was planned from.
 
 A small net fitted on a few dozen start poses reproduces "stay where you are" poorly in absolute
 targets: on reach_around (20 start poses in the data) its first step sat 0.09 rad (up to 0.17)
-from the arm at start poses it never saw, and the executor then slews there. Relative to the current joints, step 0 is ~0
-everywhere and the net only learns the shape of the motion (as UMI and pi0's relative actions).
+from the arm at start poses it never saw, and the executor then slews there. Relative to the
+current joints, step 0 is ~0 everywhere and the net only learns the shape of the motion (as UMI
+and pi0's relative actions).
 Works on numpy arrays and torch tensors alike.
 """
 

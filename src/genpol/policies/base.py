@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from genpol.control.timeline import Prefix
-from genpol.policies.action_frame import current_joints, from_frame, to_frame
+from genpol.policies.action_frame import from_frame, to_frame
 from genpol.policies.config import PolicyConfig
 from genpol.policies.normalize import Normalizer
 from genpol.policies.padding import hold_last_step
@@ -118,7 +118,9 @@ class Policy(nn.Module):
                 raise ValueError(f"a {self.config.family} policy starts from no noise to inject; "
                                  "noise= works for the denoising families (diffusion, flow)")
             kwargs["noise"] = noise
-        state = torch.as_tensor(obs["state"], dtype=torch.float32, device=self.device)
+        # the joints relative chunks are offsets from (absolute chunks need nothing)
+        state = None if self.config.action_frame == "absolute" else \
+            torch.as_tensor(obs["state"], dtype=torch.float32, device=self.device)
         if prefix is not None:
             kwargs["prefix"] = self._prefix_target(prefix, state)
         if steps is not None:
@@ -186,7 +188,7 @@ class Policy(nn.Module):
         self.normalizer.set_stats(stats)
 
     # ---- checks at the boundary --------------------------------------------------------------
-    def _prefix_target(self, prefix: Prefix, state: torch.Tensor) -> PrefixTarget:
+    def _prefix_target(self, prefix: Prefix, state: torch.Tensor | None) -> PrefixTarget:
         if self.prefix_method is None:
             raise ValueError(f"a {self.config.family} policy cannot continue a prefix; the "
                              "planner keeps its mode by selection instead (chunking: select)")
@@ -198,11 +200,10 @@ class Policy(nn.Module):
         if not np.isfinite(actions).all():
             raise ValueError("prefix actions hold NaN/inf")
         target = torch.as_tensor(actions, device=self.device)
-        if cfg.action_frame != "absolute":
-            if state.shape[0] != 1:
-                raise ValueError(f"a prefix continues one observation's chunk; got a batch of "
-                                 f"{state.shape[0]} observations")
-            target = target - current_joints(state, cfg.action_dim)[0]
+        if state is not None and state.shape[0] != 1:
+            raise ValueError(f"a prefix continues one observation's chunk; got a batch of "
+                             f"{state.shape[0]} observations")
+        target = to_frame(target[None], state, cfg.action_frame)[0]
         target = self.normalizer.normalize_action(target)
         weights = torch.as_tensor(prefix.weights(), dtype=torch.float32, device=self.device)
         return PrefixTarget(target, weights, prefix.committed, float(prefix.max_guidance),
