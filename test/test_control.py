@@ -60,6 +60,55 @@ def test_sample_reports_coverage_and_hits_the_chunk_points():
     np.testing.assert_allclose(values[1:6, 0], [0.0, 0.5, 1.0, 2.5, 4.0])
 
 
+def test_bspline_starts_and_ends_on_the_chunk_and_keeps_a_ramp_exact():
+    times = 2.0 + np.arange(6) / 10.0
+    rng = np.random.default_rng(0)
+    pos = rng.normal(size=(6, 2))
+    values, covered = sample(times, pos, np.array([2.0, 2.5]), "bspline")
+    np.testing.assert_allclose(values, pos[[0, -1]], atol=1e-12)
+    query = np.linspace(2.0, 2.5, 26)
+    ramp = np.array([0.3, -0.1]) + np.array([2.0, -1.0]) * (times - 2.0)[:, None]
+    np.testing.assert_allclose(sample(times, ramp, query, "bspline")[0],
+                               np.array([0.3, -0.1]) + np.array([2.0, -1.0]) * (query - 2.0)[:, None],
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="interpolation"):
+        sample(times, pos, query, "cubic")
+
+
+def _span_jerk(points: np.ndarray, h: float) -> float:
+    """The largest jerk of the uniform cubic B-spline on these points (phantom ends included)."""
+    p = np.concatenate([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])
+    return float(np.abs(-p[:-3] + 3 * p[1:-2] - 3 * p[2:-1] + p[3:]).max() / h**3)
+
+
+@pytest.mark.parametrize("interpolation", ["bspline", "linear"])
+def test_a_continuation_chunk_takes_over_without_a_jerk_spike(interpolation):
+    """A chunk that repeats the playing one's points around its takeover point (the committed
+    prefix) takes over with the acceleration unchanged: the commanded jerk stays within what
+    the two chunks' own spans ask. Linear interpolation turns the velocity at every point."""
+    fps, dt = 10.0, 0.02
+    t = np.arange(16) / fps
+    a = np.stack([0.3 * np.sin(2.0 * t + j) for j in range(J)], axis=1)
+    b = a[3:].copy()  # stamp 0.3, on A's grid: B's point k is A's point k + 3
+    # lands at 0.33: takes over at B's point 1 (0.4); points 0..2 committed, then it bends away
+    b[3:] += 0.05 * np.arange(1, len(b) - 2)[:, None] ** 2 * np.linspace(-1, 1, J)
+    ex = executor(start=a[0], max_velocity=FAST, mode="continue", interpolation=interpolation,
+                  state_timeout_s=0.0, divergence_tolerance_rad=0.0)
+    assert ex.add_chunk(0.0, NAMES, t, a, now=0.0).accepted
+    commanded = []
+    for k in range(40):
+        now = 0.1 + k * dt
+        if abs(now - 0.34) < 1e-9:
+            assert ex.add_chunk(0.3, NAMES, t[:len(b)], b, now=0.33).accepted
+        commanded.append(ex.tick(now).positions[0])
+    jerk = np.abs(np.diff(np.array(commanded), n=3, axis=0)).max() / dt**3
+    bound = max(_span_jerk(a, 1 / fps), _span_jerk(b, 1 / fps))
+    if interpolation == "bspline":
+        assert jerk <= bound * (1 + 1e-6)
+    else:
+        assert jerk > 3 * bound  # what the B-spline removes
+
+
 # --- merging --------------------------------------------------------------------------------
 
 A = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])

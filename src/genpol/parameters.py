@@ -14,6 +14,7 @@ from typing import Any
 
 from genpol import robot, topics
 from genpol.control.config import MODES as EXECUTOR_MODES
+from genpol.control.interpolate import INTERPOLATIONS
 from genpol.control.selection import SELECTIONS
 from genpol.control.timeline import CHUNKINGS, DEFAULT_INPAINT, INPAINTS, SCHEDULES
 from genpol.sim import tasks
@@ -77,6 +78,10 @@ EXECUTOR: tuple[Param, ...] = (
     Param("max_chunk_age_s", 1.0, "chunks stamped longer ago than this are dropped",
           range=(0.01, 60.0)),
     Param("lookahead_points", 5, "points per published trajectory", range=(1, 100)),
+    Param("interpolation", "bspline", "between a chunk's points: bspline (cubic B-spline through "
+                                      "its ends, continuous acceleration, smooth seams) | linear "
+                                      "(through every point)",
+          choices=INTERPOLATIONS, read_only=True),
     Param("velocity_scale", 1.0, "fraction of robot.py's joint velocity limits allowed; start low "
                                  "on a real arm (e.g. 0.3)", range=(0.01, 1.0)),
     Param("start_margin_rad", 0.2, "the first measured position (after start or ~/reset) may be "

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from genpol import robot
+from genpol.control.interpolate import INTERPOLATIONS
 
 MODES = ("ensemble", "latest", "average", "continue")
 
@@ -25,6 +26,10 @@ class ExecutorConfig:
     ensemble_m: float = 0.01  # ACT temporal ensembling: w_i = exp(-m * i), i = 0 the oldest chunk
     max_chunk_age_s: float = 1.0  # chunks whose stamp is older than this are dropped
     lookahead_points: int = 5  # points published per tick, spaced 1 / rate_hz apart
+    #: how a chunk is played between its points (genpol.control.interpolate): "bspline" keeps
+    #: the acceleration continuous, at the seams of continuation chunks too; "linear" passes
+    #: through every point
+    interpolation: str = "bspline"
     joint_names: list[str] = field(default_factory=lambda: list(robot.JOINT_NAMES))
     lower: list[float] | None = None  # rad
     upper: list[float] | None = None  # rad
@@ -63,6 +68,9 @@ class ExecutorConfig:
                 f"rate_hz must be a number > 0, got {self.rate_hz!r}; e.g. rate_hz: 50.0")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got "
+                             f"{self.interpolation!r}")
         if not (_finite(self.ensemble_m) and self.ensemble_m >= 0):
             raise ValueError(
                 f"ensemble_m must be >= 0 (0 = plain average), got {self.ensemble_m!r}; e.g. 0.01")

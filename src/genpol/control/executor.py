@@ -192,7 +192,8 @@ class ChunkExecutor:
             return self._hold(warnings)
 
         query = now + self._offsets
-        samples = [sample(c.times, c.positions, query) for c in self._chunks]
+        samples = [sample(c.times, c.positions, query, self.config.interpolation)
+                   for c in self._chunks]
         covered = np.stack([s[1] for s in samples])
         if not covered.any():
             return self._hold(warnings)

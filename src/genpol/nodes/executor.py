@@ -78,6 +78,7 @@ class ExecutorNode(Node):
         self.config = ExecutorConfig(
             rate_hz=p["rate_hz"], mode=p["mode"], ensemble_m=p["ensemble_m"],
             max_chunk_age_s=p["max_chunk_age_s"], lookahead_points=p["lookahead_points"],
+            interpolation=p["interpolation"],
             velocity_scale=p["velocity_scale"], start_margin_rad=p["start_margin_rad"],
             max_chunk_points=p["max_chunk_points"],
             divergence_tolerance_rad=p["divergence_tolerance_rad"],
