@@ -67,9 +67,10 @@ def test_bspline_starts_and_ends_on_the_chunk_and_keeps_a_ramp_exact():
     values, covered = sample(times, pos, np.array([2.0, 2.5]), "bspline")
     np.testing.assert_allclose(values, pos[[0, -1]], atol=1e-12)
     query = np.linspace(2.0, 2.5, 26)
-    ramp = np.array([0.3, -0.1]) + np.array([2.0, -1.0]) * (times - 2.0)[:, None]
-    np.testing.assert_allclose(sample(times, ramp, query, "bspline")[0],
-                               np.array([0.3, -0.1]) + np.array([2.0, -1.0]) * (query - 2.0)[:, None],
+    def ramp(at):
+        return np.array([0.3, -0.1]) + np.array([2.0, -1.0]) * (at - 2.0)[:, None]
+
+    np.testing.assert_allclose(sample(times, ramp(times), query, "bspline")[0], ramp(query),
                                atol=1e-12)
     with pytest.raises(ValueError, match="interpolation"):
         sample(times, pos, query, "cubic")
