@@ -5,9 +5,11 @@ executor's `continue` mode a chunk that arrives at time a takes over at its firs
 after a + one tick (the points before that were already sent to the controller from the chunk
 playing); until then the chunk playing keeps playing. Both sides compute that point with
 `takeover_index`, so the planner knows, before it samples, which points of its new chunk the
-robot will take from the previous one: those, with the takeover point and the one after it
-(the executor interpolates between them right after the switch), are the committed prefix that
-real-time chunking makes the new chunk equal (and the overlap after it, which it leans toward).
+robot will take from the previous one: those, with the takeover point and the one after it,
+are the committed prefix that real-time chunking makes the new chunk equal (and the overlap
+after it, which it leans toward). The executor's B-spline (genpol.control.interpolate) at the
+takeover point depends on that point and its two neighbours, all committed, so position,
+velocity and acceleration carry across the switch.
 
 numpy only: the executor imports this, the policies read `Prefix`.
 """
