@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from genpol.bench import execution as bench
-from genpol.evaluation.metrics import seam_jerk
+from genpol.evaluation.metrics import EpisodeOutcome, jerk_figures, seam_jerk
 from genpol.sim import tasks
 
 
@@ -29,6 +29,19 @@ def test_seam_jerk_sees_a_step_at_a_switch_and_nothing_on_a_smooth_path():
     # an episode decided before its first switch commands nothing in the window: no figures,
     # no error (the eval crashed on it: "cannot reshape array of size 0")
     assert seam_jerk(t[:0], np.zeros((0, 6)), [1.0]) == (0.0, 0, 0.0, 0)
+
+
+def test_jerk_figures_pool_episodes_and_say_how_much_is_elsewhere():
+    def episode(i, seam_sq, seam_n, free_sq, free_n):
+        return EpisodeOutcome(index=i, seed=i, scene_seed=None, outcome="success", duration_s=1.0,
+                              mode="left", seam_jerk_sq=seam_sq, seam_ticks=seam_n,
+                              free_jerk_sq=free_sq, free_ticks=free_n)
+    f = jerk_figures([episode(0, 400.0, 1, 0.0, 0), episode(1, 0.0, 3, 4.0, 1)])
+    assert f["seam_jerk_rms"] == pytest.approx(10.0)  # sqrt(400 / 4)
+    assert f["free_jerk_rms"] == pytest.approx(2.0)
+    assert f["seam_jerk_ratio"] == pytest.approx(5.0)
+    assert f["free_tick_share"] == pytest.approx(0.2)
+    assert jerk_figures([episode(0, 1.0, 2, 0.0, 0)])["seam_jerk_ratio"] is None
 
 
 def test_mode_switch_needs_both_sides_of_the_post_near_it():

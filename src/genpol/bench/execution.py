@@ -77,8 +77,10 @@ def targets(rows: list[dict[str, Any]], family: str = "flow") -> dict[str, Any]:
     out["rtc_mode_switches"] = target(f["mode_switch_rate"], f"<= {SWITCH_MAX}",
                                        f["mode_switch_rate"] <= SWITCH_MAX)
     ratio = f["seam_jerk_ratio"]
-    out["rtc_seam_jerk_ratio"] = target(ratio, f"<= {JERK_RATIO_MAX}",
-                                         ratio is not None and ratio <= JERK_RATIO_MAX)
+    share = f.get("free_tick_share")
+    out["rtc_seam_jerk_ratio"] = target(
+        ratio, f"<= {JERK_RATIO_MAX}", ratio is not None and ratio <= JERK_RATIO_MAX,
+        f"'elsewhere' is {share:.0%} of the commanded ticks" if share is not None else "")
     for other, key in (("ensemble@10Hz", "rtc_seam_jerk_vs_ensemble_10hz"),
                        ("consistent+latest@max", "rtc_seam_jerk_vs_latest_same_rate")):
         row = _find(rows, family, other)

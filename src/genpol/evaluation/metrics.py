@@ -169,13 +169,15 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
 def jerk_figures(episodes: Sequence[EpisodeOutcome]) -> dict[str, float | None]:
     """RMS jerk of the commanded trajectory near chunk switches and elsewhere, and their ratio
     (None where a part has no ticks: a strategy that switches every <= 100 ms has no
-    elsewhere)."""
+    elsewhere). The share of ticks that are "elsewhere" says how much the ratio can mean: at
+    10 switches a second the windows cover nearly everything."""
     near_n = sum(e.seam_ticks for e in episodes)
     free_n = sum(e.free_ticks for e in episodes)
     near = math.sqrt(sum(e.seam_jerk_sq for e in episodes) / near_n) if near_n else None
     free = math.sqrt(sum(e.free_jerk_sq for e in episodes) / free_n) if free_n else None
     return {"seam_jerk_rms": near, "free_jerk_rms": free,
-            "seam_jerk_ratio": near / free if near is not None and free else None}
+            "seam_jerk_ratio": near / free if near is not None and free else None,
+            "free_tick_share": free_n / (near_n + free_n) if near_n + free_n else None}
 
 
 def format_table(figures: Mapping[str, Any], episodes: Sequence[EpisodeOutcome]
