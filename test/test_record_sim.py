@@ -142,3 +142,39 @@ def test_teleop_follows_the_leader_by_name_and_refuses_nan(ros):
         assert wait_for(lambda: node.refused >= 1, timeout=3)
         time.sleep(0.2)
         assert len(arm) == before
+
+
+def test_genpol_record_sim_two_workers_record_the_same_episodes_in_their_own_folders(
+        ros_env, tmp_path):
+    """--workers 2: two graphs at once, each on its own private domain; together they hold the
+    start poses one graph would have recorded, and `genpol dataset build` finds them all."""
+    from genpol.data.build import find_bags
+    from genpol.recording import read_episode
+
+    out = tmp_path / "demos"
+    cmd = [sys.executable, "-m", "genpol.cli", "record", "--sim", "--task", "reach_around",
+           "--episodes", "2", "--out", str(out), "--mode", "alternate", "--seed", "3",
+           "--backend", "mcap", "--no-cameras", "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}  # a private one each
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    print(stdout[-3000:], stderr[-3000:])
+    assert proc.returncode == 0, stderr[-3000:]
+    domains = {int(m) for m in __import__("re").findall(
+        r"\[worker \d\] \[genpol record\] ROS domain (\d+) \(private", stdout)}
+    assert len(domains) == 2  # each worker announced its own domain
+    assert "recorded 2 episodes" in stdout
+
+    bags = find_bags([out])
+    assert [(b.parent.name, b.name) for b in bags] == [("worker-0", "episode_000000"),
+                                                       ("worker-1", "episode_000000")]
+    metas = [read_episode(b).metadata for b in bags]
+    # one graph with --seed 3 starts episode i from pose 3 + i (1-based), modes alternating
+    assert [m["extra"]["sim"]["seed"] for m in metas] == [4, 5]
+    assert all(m["status"] == "complete" for m in metas)

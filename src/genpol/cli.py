@@ -306,7 +306,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                               episodes_per_start=args.episodes_per_start,
                               cameras=not args.no_cameras, settle_s=args.settle_s,
                               backend=args.backend, progress=not args.no_progress,
-                              keep_logs=args.keep_logs)
+                              keep_logs=args.keep_logs, workers=args.workers)
     start = time.perf_counter()
 
     def record() -> None:
@@ -502,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--settle-s", type=float, default=0.5,
                    help="seconds recorded still before and after each demonstration")
     r.add_argument("--backend", default="auto", help="auto, mcap or rosbag2_py")
+    r.add_argument("--workers", type=int, default=1,
+                   help="--sim: graphs recording at once, each on its own private ROS domain, "
+                        "into OUT/worker-K (a scripted episode plays in real time and one graph "
+                        "keeps under a core busy: 2 on a 2-core machine)")
     r.add_argument("--keep-logs", action="store_true", help="keep the nodes' logs")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_record)

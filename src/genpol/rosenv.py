@@ -34,6 +34,7 @@ PROBED_PARTICIPANTS = 8
 LOCK_DIR = Path(tempfile.gettempdir()) / "genpol-ros-domains"
 
 _depth = 0  # job_network blocks open in this process: an inner one (demo's eval) stays quiet
+_private = False  # the open job_network chose its domain (the user did not set ROS_DOMAIN_ID)
 
 
 def domain_in_use(domain: int) -> bool:
@@ -149,7 +150,7 @@ def job_network(job: str) -> Iterator[int]:
     ROS_AUTOMATIC_DISCOVERY_RANGE is set, so two runs at once, or a run beside anything else on
     domain 0, cannot hear each other. Inside another job_network (demo's stages) it reuses that
     one and says nothing."""
-    global _depth
+    global _depth, _private
     chosen = user_domain()
     if _depth:
         _depth += 1
@@ -166,6 +167,7 @@ def job_network(job: str) -> Iterator[int]:
             if not os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
                 _localhost_discovery()
             how = "private; set ROS_DOMAIN_ID to share one"
+            _private = True
         else:
             how = "from ROS_DOMAIN_ID"
         print(f"[genpol {job}] ROS domain {chosen} ({how})", flush=True)
@@ -174,3 +176,10 @@ def job_network(job: str) -> Iterator[int]:
             yield chosen
         finally:
             _depth -= 1
+            _private = False
+
+
+def domain_is_users() -> bool:
+    """Whether ROS_DOMAIN_ID is the user's choice, not a private domain a job_network set:
+    jobs that start several graphs at once need a private domain for each."""
+    return user_domain() is not None and not (_depth and _private)

@@ -77,8 +77,12 @@ def find_bags(inputs: Sequence[str | Path]) -> list[Path]:
         if not path.exists():
             raise DataError(f"{path} does not exist")
         found = [path] if _is_bag_dir(path) else list_episodes(path)
+        if not found and path.is_dir():  # `genpol record --workers N`: one folder per worker
+            found = [bag for sub in sorted(p for p in path.iterdir() if p.is_dir())
+                     for bag in list_episodes(sub)]
         if not found:
-            raise DataError(f"{path} holds no recorded episodes (episode_NNNNNN bag directories)")
+            raise DataError(f"{path} holds no recorded episodes (episode_NNNNNN bag directories, "
+                            "or folders of them)")
         bags.extend(found)
     return bags
 

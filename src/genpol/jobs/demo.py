@@ -42,12 +42,16 @@ def record_settings(p: dict[str, Any], bags: Path, progress: bool,
                     episodes: int | None = None):
     """The preset's recording of scripted demonstrations (`genpol record --sim`) into `bags`."""
     from genpol.jobs.record import RecordSettings
+    from genpol.rosenv import domain_is_users
 
     rec = p["record"]
+    # several graphs need a private ROS domain each: with the user's ROS_DOMAIN_ID, one graph
+    workers = 1 if domain_is_users() else int(rec.get("workers", 1))
     return RecordSettings(task=p["task"], episodes=episodes or rec["episodes"], out=bags,
                           seed=rec["seed"], scene_seed=p["scene_seed"],
                           scene_spread=p.get("scene_spread", 1.0), mode=rec["mode"],
-                          episodes_per_start=rec.get("episodes_per_start", 1), progress=progress)
+                          episodes_per_start=rec.get("episodes_per_start", 1), progress=progress,
+                          workers=workers)
 
 
 def build(p: dict[str, Any], bags: Path, dataset: Path, progress: bool):
@@ -133,14 +137,15 @@ def _run(family: str, out: str | Path, preset: dict | None, progress: bool, visi
         stages.append(stage)
         return result
 
-    rec = p["record"]
-    _banner(1, total, f"record {rec['episodes']} scripted {p['task']} demonstrations through "
-                      "the recorder (rosbag2 MCAP, one bag per episode)")
+    rec = record_settings(p, bags, progress)
+    _banner(1, total, f"record {rec.episodes} scripted {p['task']} demonstrations through "
+                      "the recorder (rosbag2 MCAP, one bag per episode"
+                      + (f"; {rec.workers} graphs at once)" if rec.workers > 1 else ")"))
     if bags.exists():
         import shutil
 
         shutil.rmtree(bags)  # a fresh recording: episodes of an earlier run would mix in
-    timed(Stage("record"), record_sim, record_settings(p, bags, progress))
+    timed(Stage("record"), record_sim, rec)
 
     _banner(2, total, f"build a LeRobot v3.0 dataset at {p['dataset']['fps']:g} fps")
     report = timed(Stage("dataset"), build, p, bags, dataset, progress)
@@ -227,7 +232,7 @@ def vision_targets(evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                     success is not None and success >= VISION_SUCCESS_MIN)
     out["vision_mode_entropy"] = target(entropy, f">= {VISION_ENTROPY_MIN}",
                                          entropy is not None and entropy >= VISION_ENTROPY_MIN)
-    latency = (f.get("chunk_latency_ms") or {}).get("p99") if f else None
+    latency = (f.get("planner_latency_ms") or {}).get("p99") if f else None
     out["vision_planner_latency_p99_ms"] = target(
         latency, f"<= {LATENCY_P99_MAX_MS:g} (observation to chunk, at "
                  f"{(f or {}).get('chunk_rate_hz') or 0:.1f} chunks/s)",

@@ -66,6 +66,7 @@ class RecordSettings:
     backend: str = "auto"
     progress: bool = True
     keep_logs: bool = False        # keep the nodes' logs even when everything went well
+    workers: int = 1               # > 1: that many graphs at once (jobs/record_workers.py)
 
     def check(self) -> None:
         if self.task not in tasks.TASKS:
@@ -77,6 +78,8 @@ class RecordSettings:
                              f"{self.episodes_per_start}")
         if self.settle_s < 0 or self.startup_timeout_s <= 0:
             raise ValueError("settle and timeouts must be positive")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
 
 
 def _say(settings: RecordSettings, text: str) -> None:
@@ -129,6 +132,10 @@ def record_sim(settings: RecordSettings) -> list[Path]:
     discards the episode in progress and stops the nodes (KeyboardInterrupt). The graph runs on
     rosenv.job_network."""
     settings.check()
+    if settings.workers > 1:
+        from genpol.jobs.record_workers import record_parallel
+
+        return record_parallel(settings)
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
