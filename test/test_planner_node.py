@@ -108,6 +108,8 @@ def test_planner_publishes_stamped_chunks_and_swaps_policies(ros, checkpoints):
         strips = [m for m in markers.messages[-1].markers if m.type == Marker.LINE_STRIP]
         assert len(strips) == 4 and len(strips[0].points) == 8
         assert strips[0].scale.x > strips[1].scale.x  # the executed sample stands out
+        # markers carry the observation they were planned on (eval's planner latency)
+        assert all(stamp_s(m.header.stamp) in sent for m in strips)
 
         assert client.wait_for_service(timeout_sec=5)
         for key, words in (("missing", "does not exist"), ("empty", "config.yaml"),

@@ -101,7 +101,7 @@ def test_vision_targets_name_each_target_and_fail_a_missing_run():
     from genpol.jobs.demo import vision_targets
 
     vision = {"figures": {"success_rate": 0.95, "mode_entropy": 0.9, "chunk_rate_hz": 1.0,
-                          "chunk_latency_ms": {"p99": 80.0}}}
+                          "planner_latency_ms": {"p99": 80.0}, "chunk_latency_ms": {"p99": 150.0}}}
     blind = {"figures": {"success_rate": 0.3, "mode_entropy": 0.7}}
     t = vision_targets({"vision": vision, "blind": blind})
     assert list(t) == ["vision_success", "vision_mode_entropy", "vision_planner_latency_p99_ms",

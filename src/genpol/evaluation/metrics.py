@@ -47,6 +47,10 @@ class EpisodeOutcome:
     #: per chunk received: its observation's stamp to its arrival (ms), what the arm waits for
     #: a plan (inference, any queueing and injected delay)
     chunk_latency_ms: list[float] = field(default_factory=list)
+    #: per plan: the observation it was planned on to its markers' arrival (ms), the planner's
+    #: observation-to-chunk latency (a continuation chunk's stamp, above, is on the playing
+    #: chunk's step grid, up to half a step from its observation)
+    planner_latency_ms: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -162,6 +166,7 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         "chunk_rate_hz": _mean([e.chunk_rate_hz for e in episodes
                                 if e.chunk_rate_hz is not None]),
         "chunk_latency_ms": _percentiles([v for e in episodes for v in e.chunk_latency_ms]),
+        "planner_latency_ms": _percentiles([v for e in episodes for v in e.planner_latency_ms]),
         **jerk_figures(episodes),
     }
 

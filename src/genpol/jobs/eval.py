@@ -243,7 +243,10 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                       free_ticks=jerk[3], chunk_rate_hz=_rate(rec, probe_t0, float(t_end)),
                       chunk_latency_ms=[round((got - stamp) * 1000.0, 2)
                                         for got, stamp, _ in rec.chunks
-                                        if got - probe_t0 <= float(t_end)])
+                                        if got - probe_t0 <= float(t_end)],
+                      planner_latency_ms=[round((got - stamp) * 1000.0, 2)
+                                          for got, stamp in rec.plans
+                                          if got - probe_t0 <= float(t_end)])
     clip = None
     if rec.record_frames:
         label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"

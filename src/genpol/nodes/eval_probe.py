@@ -53,6 +53,8 @@ class Recording:
     # While frames are recorded: the planner's sampled chunks as end-effector paths (receipt
     # time, [(H, 3) per sample, the executed one first]), what RViz draws from chunk_markers.
     chunk_paths: list[tuple[float, list[np.ndarray]]] = field(default_factory=list)
+    # Every plan's markers: (receipt time, their stamp = the observation it was planned on).
+    plans: list[tuple[float, float]] = field(default_factory=list)
 
     def joint_path(self) -> np.ndarray:
         return np.array(self.positions).reshape(-1, len(robot.JOINT_NAMES))
@@ -77,7 +79,7 @@ class EvalProbe(ClientNode):
         if cameras:
             self.create_subscription(Image, topics.CAMERA_IMAGE, self._on_image,
                                      qos_profile_sensor_data)
-            self.create_subscription(MarkerArray, topics.CHUNK_MARKERS, self._on_markers, 10)
+        self.create_subscription(MarkerArray, topics.CHUNK_MARKERS, self._on_markers, 10)
         for name in RESET_SERVICES:
             self.service(Trigger, topics.service(name, "reset"))
         if push_at_s > 0:  # only then is the graph not ready without it
@@ -151,11 +153,16 @@ class EvalProbe(ClientNode):
         strips = sorted((m for m in msg.markers if m.ns == CHUNK_NAMESPACE
                          and m.action == Marker.ADD and m.type == Marker.LINE_STRIP),
                         key=lambda m: m.id)
-        paths = [np.array([[p.x, p.y, p.z] for p in m.points]) for m in strips]
+        if not strips:
+            return
         with self._rec_lock:
             rec = self._rec
-            if rec is not None and rec.record_frames and got >= rec.t0 and paths:
-                rec.chunk_paths.append((got, paths))
+            if rec is None or got < rec.t0:
+                return
+            rec.plans.append((got, stamp_s(strips[0].header.stamp)))
+            if rec.record_frames:
+                rec.chunk_paths.append(
+                    (got, [np.array([[p.x, p.y, p.z] for p in m.points]) for m in strips]))
 
     def _on_image(self, msg: Image) -> None:
         with self._rec_lock:

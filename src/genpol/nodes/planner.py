@@ -354,8 +354,10 @@ class PlannerNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         self._published.add(time.monotonic())
         self._latency_ms.add(time.monotonic(), 1000.0 * (now - observed))
+        # stamped with the observation they were planned on (a continuation chunk's own stamp
+        # is on the playing chunk's step grid, up to half a step away from it)
         self.marker_pub.publish(chunk_markers(chunks, cfg.joint_names, self.frame_id,
-                                              self.get_clock().now().to_msg()))
+                                              time_msg(observed)))
 
     # ---- status -------------------------------------------------------------------------------
     def _warn(self, text: str, kind: str | None = None) -> None:
