@@ -167,7 +167,7 @@ def test_genpol_record_sim_two_workers_record_the_same_episodes_in_their_own_fol
     print(stdout[-3000:], stderr[-3000:])
     assert proc.returncode == 0, stderr[-3000:]
     domains = {int(m) for m in __import__("re").findall(
-        r"\[worker \d\] \[genpol record\] ROS domain (\d+) \(private", stdout)}
+        r"\[worker-\d\] \[genpol record\] ROS domain (\d+) \(private", stdout)}
     assert len(domains) == 2  # each worker announced its own domain
     assert "recorded 2 episodes" in stdout
 

@@ -53,14 +53,25 @@ def test_the_users_domain_is_refused_and_a_private_one_is_not(monkeypatch, tmp_p
     assert not (tmp_path / "worker-0").exists()  # refused before anything started
 
 
-def test_a_failing_worker_stops_the_others_and_names_itself():
-    sleeper = rw._Worker(0, [sys.executable, "-c", "import time; print('up', flush=True); "
-                                                   "time.sleep(60)"], {}, show=False)
-    failing = rw._Worker(1, [sys.executable, "-c", "print('no GL here'); raise SystemExit(3)"],
-                         {}, show=False)
+def test_a_failing_worker_stops_the_others_and_names_itself(tmp_path):
+    from genpol.launcher import Supervisor
+
     t0 = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"(?s)worker 1 exited with 3.*no GL here"):
-        rw._watch([sleeper, failing])
-    sleeper.stop()
-    assert sleeper.wait(rw.STOP_GRACE_S) is not None  # stopped (SIGINT), not left running
+    with Supervisor(tmp_path, grace=5.0, tag="record") as procs:
+        sleeper = procs.start("worker-0", [sys.executable, "-c", "import time; time.sleep(60)"])
+        procs.start("worker-1", [sys.executable, "-c", "print('no GL here'); raise SystemExit(3)"])
+        with pytest.raises(RuntimeError, match=r"(?s)worker-1 exited with 3.*no GL here"):
+            rw.watch(procs)
+    assert sleeper.poll() is not None  # stopped with the failing one, not left running
     assert time.monotonic() - t0 < 20
+
+
+def test_the_workers_lines_reach_the_console_with_their_name(tmp_path, capsys):
+    from genpol.launcher import Supervisor
+
+    with Supervisor(tmp_path, tag="record") as procs:
+        for k in range(2):
+            procs.start(f"worker-{k}", [sys.executable, "-c", f"print('episode 1/1 of {k}')"])
+        rw.watch(procs, rw._Lines(procs, show=True))
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out) == ["[worker-0] episode 1/1 of 0", "[worker-1] episode 1/1 of 1"]

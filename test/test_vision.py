@@ -103,10 +103,11 @@ def test_vision_targets_name_each_target_and_fail_a_missing_run():
     vision = {"figures": {"success_rate": 0.95, "mode_entropy": 0.9, "chunk_rate_hz": 1.0,
                           "planner_latency_ms": {"p99": 80.0}, "chunk_latency_ms": {"p99": 150.0}}}
     blind = {"figures": {"success_rate": 0.3, "mode_entropy": 0.7}}
-    t = vision_targets({"vision": vision, "blind": blind})
+    t = vision_targets({"vision": vision, "blind": blind}, 1400.0)
     assert list(t) == ["vision_success", "vision_mode_entropy", "vision_planner_latency_p99_ms",
-                       "blind_success"]
+                       "blind_success", "wall_s"]
     assert all(v["met"] for v in t.values())
+    assert not vision_targets({"vision": vision, "blind": blind}, 1600.0)["wall_s"]["met"]
     t = vision_targets({"vision": vision})  # the control was not run: its target is not met
     assert t["blind_success"] == {"value": None, "threshold": "<= 0.5", "met": False}
     blind["figures"]["success_rate"] = 0.6

@@ -163,27 +163,29 @@ class Supervisor:
         for name, argv in argvs:
             self.start(name, argv)
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        """Start one process under this supervisor."""
+    def start(self, name: str, argv: list[str],
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start one process under this supervisor (env: instead of this process's)."""
         if name in self.procs:
             raise ValueError(f"a process named {name!r} is already running here")
         self._say(f"starting {name}: {' '.join(argv)}")
         self.argv[name] = list(argv)
+        env = os.environ.copy() if env is None else dict(env)
         if self.log_dir is None:
-            proc = self._popen(argv, None)
+            proc = self._popen(argv, None, env)
         else:
             # The child writes on through its own copy of the file; ours closes at once.
             with open(self.log_dir / f"{name}.log", "w") as log:
                 log.write("$ " + " ".join(argv) + "\n")
                 log.flush()
-                proc = self._popen(argv, log)
+                proc = self._popen(argv, log, env)
         self.procs[name] = proc
         return proc
 
     @staticmethod
-    def _popen(argv: list[str], log) -> subprocess.Popen:
+    def _popen(argv: list[str], log, env: dict[str, str]) -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None,
-                                env=os.environ.copy(), preexec_fn=parent_death_signal())
+                                env=env, preexec_fn=parent_death_signal())
 
     # ---- watching --------------------------------------------------------------------------
     def pids(self) -> dict[str, int]:

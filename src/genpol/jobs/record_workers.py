@@ -11,16 +11,15 @@ worker's folder.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
+import shutil
 import sys
-import threading
+import tempfile
 import time
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genpol import rosenv
+from genpol.launcher import Supervisor
 from genpol.recording import episode as ep
 
 if TYPE_CHECKING:
@@ -61,37 +60,28 @@ def worker_command(settings: RecordSettings, k: int, first_start: int, episodes:
         ["--keep-logs"] if s.keep_logs else [])
 
 
-class _Worker:
-    """One child `genpol record --sim`; its output lines, prefixed, and the last few kept."""
+class _Lines:
+    """New whole lines of each worker's log, printed with its name (the workers' progress)."""
 
-    def __init__(self, k: int, cmd: list[str], env: dict[str, str], show: bool):
-        self.k = k
-        self.tail: deque[str] = deque(maxlen=20)
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
-        self.reader = threading.Thread(target=self._read, args=(show,), daemon=True)
-        self.reader.start()
+    def __init__(self, procs: Supervisor, show: bool):
+        self.procs, self.show = procs, show
+        self.offsets: dict[str, int] = {}
 
-    def _read(self, show: bool) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip("\n")
-            self.tail.append(line)
-            if show:
-                print(f"[worker {self.k}] {line}", flush=True)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # like Ctrl-C: discard the open episode
-
-    def wait(self, timeout: float) -> int | None:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.reader.join(timeout=2.0)
-        return code
+    def flush(self) -> None:
+        if not self.show or self.procs.log_dir is None:
+            return
+        for name in self.procs.procs:
+            try:
+                with open(self.procs.log_dir / f"{name}.log", "rb") as f:
+                    f.seek(self.offsets.get(name, 0))
+                    data = f.read()
+            except OSError:
+                continue
+            whole = data[:data.rfind(b"\n") + 1]
+            self.offsets[name] = self.offsets.get(name, 0) + len(whole)
+            for line in whole.decode(errors="replace").splitlines():
+                if not line.startswith("$ "):  # the command line the log starts with
+                    print(f"[{name}] {line}", flush=True)
 
 
 def record_parallel(settings: RecordSettings) -> list[Path]:
@@ -109,42 +99,42 @@ def record_parallel(settings: RecordSettings) -> list[Path]:
         reason = ep.check_writable(worker_dir(out, k), 0)
         if reason:
             raise RuntimeError(reason)
-        before[k] = {p for _, p in ep.episode_dirs(worker_dir(out, k))}
+        before[k] = set(_episodes(worker_dir(out, k)))
     env = {key: v for key, v in os.environ.items() if key != "ROS_DOMAIN_ID"}
     if settings.progress:
         print(f"[record] {len(parts)} workers: "
               + ", ".join(f"worker-{k} {n} episodes (seed {settings.seed + first})"
                           for k, (first, n) in enumerate(parts)), flush=True)
-    workers: list[_Worker] = []
-    try:
+    log_dir = Path(tempfile.mkdtemp(prefix="genpol-record-workers-"))
+    # SIGINT first: a worker stopped like Ctrl-C discards its open episode, then stops its nodes
+    with Supervisor(log_dir, grace=STOP_GRACE_S, tag="record") as procs:
         for k, (first, n) in enumerate(parts):
-            workers.append(_Worker(k, worker_command(settings, k, first, n), env,
-                                   settings.progress))
-        _watch(workers)
-    except BaseException:
-        for w in workers:
-            w.stop()
-        for w in workers:
-            w.wait(STOP_GRACE_S)
-        raise
-    from genpol.recording.bag import list_episodes
-
-    return [p for k in range(len(parts)) for p in list_episodes(worker_dir(out, k))
+            procs.start(f"worker-{k}", worker_command(settings, k, first, n), env)
+        watch(procs, _Lines(procs, settings.progress))
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return [p for k in range(len(parts)) for p in _episodes(worker_dir(out, k))
             if p not in before[k]]
 
 
-def _watch(workers: list[_Worker]) -> None:
-    """Until every worker ends; the first that fails raises with its last lines."""
+def _episodes(folder: Path) -> list[Path]:
+    from genpol.recording.bag import list_episodes
+
+    return list_episodes(folder)
+
+
+def watch(procs: Supervisor, lines: _Lines | None = None) -> None:
+    """Until every worker has ended well; the first that fails raises with the end of its log
+    (leaving the `with` block of the supervisor then stops the others)."""
     while True:
-        codes = [w.proc.poll() for w in workers]
-        for w, code in zip(workers, codes, strict=True):
+        if lines is not None:
+            lines.flush()
+        codes = {name: p.poll() for name, p in procs.procs.items()}
+        for name, code in codes.items():
             if code not in (None, 0):
-                w.reader.join(timeout=2.0)
-                last = "\n  ".join(list(w.tail)[-8:])
-                raise RuntimeError(f"recording worker {w.k} exited with {code}; its last "
-                                   f"lines:\n  {last}")
-        if all(code == 0 for code in codes):
-            for w in workers:
-                w.reader.join(timeout=2.0)
+                raise RuntimeError(f"recording {name} exited with {code}; the end of its log "
+                                   f"({procs.log_dir}/{name}.log):\n{procs.log_tail(name, 1500)}")
+        if all(code == 0 for code in codes.values()):
+            if lines is not None:
+                lines.flush()
             return
         time.sleep(0.2)
