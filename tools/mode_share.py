@@ -1,0 +1,52 @@
+"""Which way a reach_around policy's first chunk goes, offline: the share of sampled chunks
+that end right of the post, at start poses of a recording and of an evaluation.
+
+    .venv/bin/python tools/mode_share.py POLICY [--samples 32] [--scene-seed 0]
+
+The demo records every start pose once each way, so a policy that learned the data splits 50/50
+at each of them; README "The demo" has the figures this measured. State-only policies.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from genpol import robot
+from genpol.planning import vet_policy
+from genpol.sim import tasks
+
+# config/demo.yaml: recordings from seed 100 (start poses 101-), evaluation seed 0 (poses 1-20)
+STARTS = list(range(101, 106)) + list(range(1, 6))
+
+
+def right_share(policy, seed: int, scene_seed: int, samples: int) -> float:
+    inst = tasks.sample(tasks.REACH_AROUND, seed, scene_seed)
+    names = list(policy.config.joint_names)
+    q = np.asarray(inst.q_start, float)[[robot.JOINT_NAMES.index(j) for j in names]]
+    chunks = policy.predict_chunks(q, num_samples=samples, seed=seed)
+    order = [names.index(j) for j in robot.JOINT_NAMES]
+    tips = robot.forward_kinematics(chunks[..., order])
+    return float(np.mean(tips[:, -1, 1] < inst.obstacle[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("policy")
+    ap.add_argument("--samples", type=int, default=32)
+    ap.add_argument("--scene-seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    policy = vet_policy(args.policy)
+    if policy.config.cameras:
+        raise SystemExit(f"{args.policy} reads cameras; this measures state-only policies")
+    shares = [right_share(policy, s, args.scene_seed, args.samples) for s in STARTS]
+    print(" ".join(f"{s}:{v:.2f}" for s, v in zip(STARTS, shares, strict=True)))
+    print(f"{args.policy}: first chunks going right {np.mean(shares):.2f} "
+          f"({args.samples} samples at each of {len(STARTS)} start poses)")
+
+
+if __name__ == "__main__":
+    main()
