@@ -178,3 +178,42 @@ def test_genpol_record_sim_two_workers_record_the_same_episodes_in_their_own_fol
     # one graph with --seed 3 starts episode i from pose 3 + i (1-based), modes alternating
     assert [m["extra"]["sim"]["seed"] for m in metas] == [4, 5]
     assert all(m["status"] == "complete" for m in metas)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_every_process_and_discards_the_open_episodes(ros_env, tmp_path, workers):
+    """Ctrl-C on `genpol record --sim` (SIGINT to the terminal's process group): every worker
+    and node process ends, and each episode open at the interrupt is discarded (not kept by the
+    recorder's own shutdown, nor left open): each one on disk was finished before or discarded."""
+    from genpol.recording import episode as ep
+
+    out = tmp_path / "demos"
+    cmd = [sys.executable, "-m", "genpol.cli", "record", "--sim", "--task", "reach_around",
+           "--episodes", "8", "--out", str(out), "--mode", "alternate", "--seed", "3",
+           "--backend", "mcap", "--no-cameras", "--workers", str(workers)]
+    folders = [out / f"worker-{k}" for k in range(workers)] if workers > 1 else [out]
+    env = {k: v for k, v in os.environ.items() if k != "ROS_DOMAIN_ID"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)  # its own group, as a terminal's
+    try:
+        opened = [folder / "episode_000000" for folder in folders]
+        deadline = time.monotonic() + 90
+        while not all(p.exists() for p in opened) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            time.sleep(0.1)
+        assert all(p.exists() for p in opened), "the workers never opened an episode"
+        time.sleep(1.0)  # mid-episode
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    print(stdout[-3000:])
+    assert proc.returncode == 130, stdout[-3000:]
+    statuses = [(ep.read_metadata(p) or {}).get("status")
+                for folder in folders for _, p in ep.episode_dirs(folder)]
+    assert statuses and set(statuses) <= {"complete", ep.DISCARDED}, statuses
+    assert ep.DISCARDED in statuses  # the episodes open at the interrupt were discarded
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout
+    assert not left.strip(), f"processes still running: {left}"

@@ -153,39 +153,44 @@ class Supervisor:
             print(f"[{self.tag}] {text}", flush=True)
 
     # ---- starting --------------------------------------------------------------------------
-    def start_graph(self, nodes: Iterable[graph.ResolvedNode]) -> None:
+    def start_graph(self, nodes: Iterable[graph.ResolvedNode], own_session: bool = False
+                    ) -> None:
         """Start every node; all argv are built first, so a node that cannot run (a ROS package
-        missing) is refused before any starts."""
+        missing) is refused before any starts. own_session: as for `start`."""
         if self._workdir is None:
             self._workdir = tempfile.TemporaryDirectory(prefix=f"genpol-{self.tag}-")
         workdir = Path(self._workdir.name)
         argvs = [(process_name(node), node_argv(node, workdir)) for node in nodes]
         for name, argv in argvs:
-            self.start(name, argv)
+            self.start(name, argv, own_session=own_session)
 
-    def start(self, name: str, argv: list[str],
-              env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start one process under this supervisor (env: instead of this process's)."""
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              own_session: bool = False) -> subprocess.Popen:
+        """Start one process under this supervisor (env: instead of this process's).
+        own_session: out of the terminal's process group, so Ctrl-C reaches it only as the
+        supervisor's one SIGINT (a job that cleans up on SIGINT is not interrupted twice)."""
         if name in self.procs:
             raise ValueError(f"a process named {name!r} is already running here")
         self._say(f"starting {name}: {' '.join(argv)}")
         self.argv[name] = list(argv)
         env = os.environ.copy() if env is None else dict(env)
         if self.log_dir is None:
-            proc = self._popen(argv, None, env)
+            proc = self._popen(argv, None, env, own_session)
         else:
             # The child writes on through its own copy of the file; ours closes at once.
             with open(self.log_dir / f"{name}.log", "w") as log:
                 log.write("$ " + " ".join(argv) + "\n")
                 log.flush()
-                proc = self._popen(argv, log, env)
+                proc = self._popen(argv, log, env, own_session)
         self.procs[name] = proc
         return proc
 
     @staticmethod
-    def _popen(argv: list[str], log, env: dict[str, str]) -> subprocess.Popen:
+    def _popen(argv: list[str], log, env: dict[str, str],
+               own_session: bool = False) -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None,
-                                env=env, preexec_fn=parent_death_signal())
+                                env=env, preexec_fn=parent_death_signal(),
+                                start_new_session=own_session)
 
     # ---- watching --------------------------------------------------------------------------
     def pids(self) -> dict[str, int]:

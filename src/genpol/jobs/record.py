@@ -132,13 +132,13 @@ def record_sim(settings: RecordSettings) -> list[Path]:
     discards the episode in progress and stops the nodes (KeyboardInterrupt). The graph runs on
     rosenv.job_network."""
     settings.check()
-    if settings.workers > 1:
-        from genpol.jobs.record_workers import record_parallel
-
-        return record_parallel(settings)
     main_thread = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
+        if settings.workers > 1:  # each worker a `genpol record --sim` on its own network
+            from genpol.jobs.record_workers import record_parallel
+
+            return record_parallel(settings)
         with job_network("record"):
             return _record(settings)
     finally:
@@ -161,7 +161,9 @@ def _record(settings: RecordSettings) -> list[Path]:
     log_dir = Path(tempfile.mkdtemp(prefix="genpol-record-logs-"))
     done: list[Path] = []
     with Supervisor(log_dir, tag="record") as procs:
-        procs.start_graph(nodes)
+        # out of the terminal's group: on Ctrl-C the recorder must not stop the open episode
+        # itself (it would keep it, success unknown) before this job discards it
+        procs.start_graph(nodes, own_session=True)
         _say(settings, f"started {', '.join(procs.procs)}; waiting for them "
                        f"(logs in {log_dir})")
         with Session() as session:

@@ -4,8 +4,10 @@ child process on its own private ROS domain, recording whole start poses into OU
 Why: a scripted episode plays in real time and one graph keeps well under a core busy, so on a
 2-core machine two graphs record about twice as many episodes per minute. Worker K gets the
 start poses after those of workers 0..K-1 (its --seed is the global seed plus their starts), so
-the episodes are those one graph would have recorded; `genpol dataset build OUT` reads every
-worker's folder.
+the start poses and layouts are those one graph would have recorded (and with --mode alternate
+or a fixed mode, the modes too; --mode random draws from each worker's seed); `genpol dataset
+build OUT` reads every worker's folder. The workers run in their own sessions: Ctrl-C reaches
+them once, as the supervisor's SIGINT, and each discards its open episode.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def record_parallel(settings: RecordSettings) -> list[Path]:
     # SIGINT first: a worker stopped like Ctrl-C discards its open episode, then stops its nodes
     with Supervisor(log_dir, grace=STOP_GRACE_S, tag="record") as procs:
         for k, (first, n) in enumerate(parts):
-            procs.start(f"worker-{k}", worker_command(settings, k, first, n), env)
+            procs.start(f"worker-{k}", worker_command(settings, k, first, n), env,
+                        own_session=True)
         watch(procs, _Lines(procs, settings.progress))
     shutil.rmtree(log_dir, ignore_errors=True)
     return [p for k in range(len(parts)) for p in _episodes(worker_dir(out, k))
