@@ -72,6 +72,6 @@ def test_the_workers_lines_reach_the_console_with_their_name(tmp_path, capsys):
     with Supervisor(tmp_path, tag="record") as procs:
         for k in range(2):
             procs.start(f"worker-{k}", [sys.executable, "-c", f"print('episode 1/1 of {k}')"])
-        rw.watch(procs, rw._Lines(procs, show=True))
+        rw.watch(procs, rw._Lines(procs))
     out = capsys.readouterr().out.splitlines()
     assert sorted(out) == ["[worker-0] episode 1/1 of 0", "[worker-1] episode 1/1 of 1"]

@@ -1,7 +1,7 @@
 """Which way a reach_around policy's first chunk goes, offline: the share of sampled chunks
 that end right of the post, at start poses of a recording and of an evaluation.
 
-    .venv/bin/python tools/mode_share.py POLICY [--samples 32] [--scene-seed 0]
+    .venv/bin/python tools/mode_share.py POLICY [--samples 32]
 
 The demo records every start pose once each way, so a policy that learned the data splits 50/50
 at each of them; README "The demo" has the figures this measured. State-only policies.
@@ -15,11 +15,16 @@ import numpy as np
 import torch
 
 from genpol import robot
+from genpol.jobs.demo import load_preset
 from genpol.planning import vet_policy
 from genpol.sim import tasks
 
-# config/demo.yaml: recordings from seed 100 (start poses 101-), evaluation seed 0 (poses 1-20)
-STARTS = list(range(101, 106)) + list(range(1, 6))
+
+def start_seeds(preset: dict, each: int = 5) -> list[int]:
+    """The first `each` start poses of the preset's recordings, then of its evaluation (sim_arm
+    starts episode i from pose seed + 1 + i, a recorded pose for `episodes_per_start` episodes)."""
+    return [preset["record"]["seed"] + 1 + i for i in range(each)] + \
+        [preset["eval"]["seed"] + 1 + i for i in range(each)]
 
 
 def right_share(policy, seed: int, scene_seed: int, samples: int) -> float:
@@ -36,16 +41,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("policy")
     ap.add_argument("--samples", type=int, default=32)
-    ap.add_argument("--scene-seed", type=int, default=0)
     args = ap.parse_args()
+    preset = load_preset()  # config/demo.yaml: its layout and start poses
+    starts = start_seeds(preset)
     torch.set_num_threads(1)
     policy = vet_policy(args.policy)
     if policy.config.cameras:
         raise SystemExit(f"{args.policy} reads cameras; this measures state-only policies")
-    shares = [right_share(policy, s, args.scene_seed, args.samples) for s in STARTS]
-    print(" ".join(f"{s}:{v:.2f}" for s, v in zip(STARTS, shares, strict=True)))
+    shares = [right_share(policy, s, preset["scene_seed"], args.samples) for s in starts]
+    print(" ".join(f"{s}:{v:.2f}" for s, v in zip(starts, shares, strict=True)))
     print(f"{args.policy}: first chunks going right {np.mean(shares):.2f} "
-          f"({args.samples} samples at each of {len(STARTS)} start poses)")
+          f"({args.samples} samples at each of {len(starts)} start poses)")
 
 
 if __name__ == "__main__":

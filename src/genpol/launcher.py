@@ -186,8 +186,8 @@ class Supervisor:
         return proc
 
     @staticmethod
-    def _popen(argv: list[str], log, env: dict[str, str],
-               own_session: bool = False) -> subprocess.Popen:
+    def _popen(argv: list[str], log, env: dict[str, str], own_session: bool
+               ) -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT if log else None,
                                 env=env, preexec_fn=parent_death_signal(),
                                 start_new_session=own_session)

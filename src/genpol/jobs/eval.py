@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,6 +179,11 @@ def _write_traces(path: Path, traces: list[Trace]) -> None:
     np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
 
 
+def _latency_ms(received: Iterable[tuple[float, float]], until: float) -> list[float]:
+    """(arrival, stamp) pairs that arrived by `until` -> arrival - stamp in ms."""
+    return [round((got - stamp) * 1000.0, 2) for got, stamp in received if got <= until]
+
+
 def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
              ) -> tuple[EpisodeOutcome, np.ndarray, Clip | None, Trace]:
     probe.begin(record_frames=i < settings.videos)
@@ -241,12 +247,9 @@ def _episode(i: int, settings: EvalSettings, procs: Supervisor, probe: EvalProbe
                       mode_switched=tasks.mode_switched(inst, q),
                       seam_jerk_sq=jerk[0], seam_ticks=jerk[1], free_jerk_sq=jerk[2],
                       free_ticks=jerk[3], chunk_rate_hz=_rate(rec, probe_t0, float(t_end)),
-                      chunk_latency_ms=[round((got - stamp) * 1000.0, 2)
-                                        for got, stamp, _ in rec.chunks
-                                        if got - probe_t0 <= float(t_end)],
-                      planner_latency_ms=[round((got - stamp) * 1000.0, 2)
-                                          for got, stamp in rec.plans
-                                          if got - probe_t0 <= float(t_end)])
+                      chunk_latency_ms=_latency_ms(((got, stamp) for got, stamp, _ in rec.chunks),
+                                                   probe_t0 + float(t_end)),
+                      planner_latency_ms=_latency_ms(rec.plans, probe_t0 + float(t_end)))
     clip = None
     if rec.record_frames:
         label = f"{episode.outcome} ({episode.mode}) {episode.duration_s:.1f} s"

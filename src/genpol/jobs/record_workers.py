@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from genpol import rosenv
 from genpol.launcher import Supervisor
 from genpol.recording import episode as ep
+from genpol.recording import list_episodes
 
 if TYPE_CHECKING:
     from genpol.jobs.record import RecordSettings
@@ -65,13 +66,12 @@ def worker_command(settings: RecordSettings, k: int, first_start: int, episodes:
 class _Lines:
     """New whole lines of each worker's log, printed with its name (the workers' progress)."""
 
-    def __init__(self, procs: Supervisor, show: bool):
-        self.procs, self.show = procs, show
+    def __init__(self, procs: Supervisor):
+        self.procs = procs
         self.offsets: dict[str, int] = {}
 
     def flush(self) -> None:
-        if not self.show or self.procs.log_dir is None:
-            return
+        assert self.procs.log_dir is not None  # the workers write logs
         for name in self.procs.procs:
             try:
                 with open(self.procs.log_dir / f"{name}.log", "rb") as f:
@@ -101,7 +101,7 @@ def record_parallel(settings: RecordSettings) -> list[Path]:
         reason = ep.check_writable(worker_dir(out, k), 0)
         if reason:
             raise RuntimeError(reason)
-        before[k] = set(_episodes(worker_dir(out, k)))
+        before[k] = set(list_episodes(worker_dir(out, k)))
     env = {key: v for key, v in os.environ.items() if key != "ROS_DOMAIN_ID"}
     if settings.progress:
         print(f"[record] {len(parts)} workers: "
@@ -113,16 +113,11 @@ def record_parallel(settings: RecordSettings) -> list[Path]:
         for k, (first, n) in enumerate(parts):
             procs.start(f"worker-{k}", worker_command(settings, k, first, n), env,
                         own_session=True)
-        watch(procs, _Lines(procs, settings.progress))
-    shutil.rmtree(log_dir, ignore_errors=True)
-    return [p for k in range(len(parts)) for p in _episodes(worker_dir(out, k))
+        watch(procs, _Lines(procs) if settings.progress else None)
+    if not settings.keep_logs:  # (a failure leaves them: its message names the folder)
+        shutil.rmtree(log_dir, ignore_errors=True)
+    return [p for k in range(len(parts)) for p in list_episodes(worker_dir(out, k))
             if p not in before[k]]
-
-
-def _episodes(folder: Path) -> list[Path]:
-    from genpol.recording.bag import list_episodes
-
-    return list_episodes(folder)
 
 
 def watch(procs: Supervisor, lines: _Lines | None = None) -> None:
