@@ -50,6 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        device=args.device, checkpoint_every=args.checkpoint_every,
                        ema_decay=args.ema, state_noise=args.state_noise,
+                       state_noise_floor=args.state_noise_floor,
                        mask_padding=not args.train_on_padding,
                        progress=not args.no_progress, threads=args.threads,
                        num_workers=args.workers, amp=args.amp)
@@ -393,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--state-noise", type=float, default=0.0,
                    help="Gaussian noise on the joint-state input while training, as a fraction "
                         "of each joint's spread in the data (0 = off)")
+    t.add_argument("--state-noise-floor", type=float, default=0.0,
+                   help="the least joint-state noise any joint gets, in the state's units (rad "
+                        "for the SO-101): below the sensor's resolution (STS3215: 1.5 mrad) a "
+                        "difference must not steer the policy (0 = off)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--checkpoint-every", type=int, default=0)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -60,6 +61,13 @@ class TrainConfig:
     #: to its own chunk and is unsure between them; noise teaches it the way back to the
     #: demonstrated path from nearby states. 0: off.
     state_noise: float = 0.0
+    #: The least state noise any joint gets (state units: rad for the SO-101), still joints
+    #: included: differences below the sensor's resolution must not steer the policy. In the
+    #: simulator the idle gripper creeps 0.2 mrad/s, a little faster while the arm swings left,
+    #: and a flow policy learned that as its cue for the mode: its first chunk went right in 5 %
+    #: or 95 % of samples at a gripper reading 0.6 mrad apart (the time the first plan came after
+    #: the reset). The SO-101's STS3215 reads 1.5 mrad per count. 0: off.
+    state_noise_floor: float = 0.0
     #: torch threads (intra- and inter-op) for this process; 0: torch's default, one per core,
     #: which on a shared or small machine makes processes fight over the cores.
     threads: int = 0
@@ -78,6 +86,9 @@ class TrainConfig:
                 raise ConfigError(f"train {name} must be a positive integer, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"train lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.state_noise_floor < math.inf:
+            raise ConfigError(f"train state_noise_floor is a noise std in the state's units "
+                              f"(rad), >= 0; got {self.state_noise_floor}")
         if not 0.0 <= self.state_noise <= 1.0:
             raise ConfigError(f"train state_noise is a fraction of each joint's spread, in "
                               f"[0, 1]; got {self.state_noise}")
@@ -176,9 +187,10 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
     # relative chunks are normalised by the spread of the offsets, not of the targets
     stats = compute_stats(data.state, to_frame(data.action, data.state, config.action_frame))
     policy.set_stats(stats)
-    # each joint's own spread (not the normaliser's floored one): a joint that never moves
-    # gets no noise
-    noise_std = torch.from_numpy(data.state.std(0)).float().to(device) * tcfg.state_noise
+    # each joint's own spread (not the normaliser's floored one), at least the floor
+    noise_std = torch.from_numpy(np.maximum(data.state.std(0) * tcfg.state_noise,
+                                            tcfg.state_noise_floor)).float().to(device)
+    noisy = bool((noise_std > 0).any())
     policy.to(device).train()
     model: torch.nn.Module = policy
     if world > 1:
@@ -210,7 +222,7 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
             batch = _batch(tensors, tcfg.batch_size, rng, device, tcfg.image_shift)
         else:
             batch = _assemble(tensors, *next(draws), device)
-        if tcfg.state_noise > 0:
+        if noisy:
             batch["state"] = jitter(batch["state"], noise_std, rng)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, info = model(batch)

@@ -77,8 +77,8 @@ def train_policy(p: dict[str, Any], family: str, dataset: Path, out_dir: Path, p
     data = load_chunks(dataset)
     config = config_for_data(family, data, cameras=cams,
                              **(presets.policy(family) | (p.get("policy") or {})))
-    tcfg = TrainConfig(steps=steps or tr["steps"], batch_size=tr["batch_size"], lr=tr["lr"],
-                       device="auto", progress=progress)
+    # every key of the preset's `train` is a TrainConfig field (a wrong one fails here, by name)
+    tcfg = TrainConfig(**(tr | {"steps": steps or tr["steps"]}), device="auto", progress=progress)
     return train(config, data, tcfg, out_dir=out_dir)
 
 
