@@ -55,6 +55,8 @@ def test_empty_data_is_refused():
     ({"device": "tpu"}, "device must be"),
     ({"state_noise": -0.1}, "state_noise is a fraction"),
     ({"state_noise": 2.0}, "state_noise is a fraction"),
+    ({"state_noise_floor": -0.001}, "state_noise_floor is a noise std"),
+    ({"state_noise_floor": float("nan")}, "state_noise_floor is a noise std"),
 ])
 def test_bad_train_config_is_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -149,6 +151,75 @@ def test_state_noise_changes_the_inputs_the_model_sees_not_the_labels():
     assert torch.equal(clean["action"], noisy["action"])  # same rows drawn, labels untouched
     shift = (noisy["state"] - clean["state"]).abs()
     assert 0 < shift.max() < 0.1 * 5 * float(data().state.std(0).max())
+
+
+def cue_data(n=256):
+    """Two modes (chunks at +1 or -1) from one pose; a third joint reads 10 mrad apart in them,
+    as the simulator's idle gripper creeps faster in one mode."""
+    mode = np.where(np.arange(n) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    state = np.zeros((n, 3), np.float32)
+    state[:, 2] = 0.005 * mode
+    action = np.repeat(mode[:, None, None], 4, axis=1).repeat(2, axis=2)
+    return ChunkData(state, action, fps=10.0, joint_names=["j1", "j2"])
+
+
+def share_up_at_cue(floor):
+    d = cue_data()
+    cfg = config_for_data("gmm", d, hidden_dim=32, num_components=2)
+    tcfg = TrainConfig(steps=400, batch_size=64, lr=3e-3, progress=False,
+                       state_noise_floor=floor)
+    policy = train(cfg, d, tcfg).policy
+    chunks = policy.predict_chunks(np.array([0.0, 0.0, 0.005], np.float32), num_samples=200,
+                                   seed=1)
+    return float(np.mean(chunks[:, -1, 0] > 0))
+
+
+def test_state_noise_floor_keeps_a_sub_resolution_reading_from_choosing_the_mode():
+    # Without the floor the still joint's 10 mrad tell the modes apart and the policy follows
+    # it; with 30 mrad of noise on every joint it cannot, and samples both modes.
+    assert share_up_at_cue(0.0) > 0.9
+    assert 0.25 < share_up_at_cue(0.03) < 0.75
+
+
+def test_state_noise_floor_reaches_joints_that_never_move():
+    seen = []
+
+    def first_batch(**kw):
+        d = cue_data()
+        d.state[:, 2] = 0.0  # a still joint: no spread, so state_noise alone gives it none
+        cfg = config_for_data("mse", d, hidden_dim=16)
+        policy_forward = type(make_policy(cfg)).forward
+
+        def spy(self, batch):
+            seen.append(batch["state"].clone())
+            return policy_forward(self, batch)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(make_policy(cfg)), "forward", spy)
+            train(cfg, d, TrainConfig(steps=1, batch_size=256, progress=False, **kw))
+        return seen[-1][:, 2]
+
+    assert torch.equal(first_batch(state_noise=0.5), torch.zeros(256))
+    still = first_batch(state_noise_floor=0.01)
+    assert 0.008 < float(still.std()) < 0.012
+
+
+def test_relative_chunks_of_a_still_joint_stay_in_range_under_the_floor():
+    # A relative chunk is an offset from the noisy reading the net saw; a still joint's
+    # offsets (a few micro-rad in the data) then spread by the noise, and normalised by the
+    # data's range alone its labels would reach +-100 and swamp the loss.
+    d = cue_data()
+    d.state[:, 2] = 0.0
+    d.state[:, :2] = np.random.default_rng(0).normal(size=(256, 2)).astype(np.float32)
+    d.action = d.action + d.state[:, None, :2]
+    d.action[..., 1] = d.state[:, None, 1] + 1e-5  # the still joint: held where it is
+    cfg = config_for_data("mse", d, hidden_dim=16, action_frame="relative")
+    policy = train(cfg, d, TrainConfig(steps=1, batch_size=16, progress=False,
+                                       state_noise_floor=0.01)).policy
+    noisy = torch.from_numpy(d.state) + 0.01 * torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
+    labels = policy.normalizer.normalize_action(
+        torch.from_numpy(d.action) - noisy[:, None, :2])
+    assert float(labels.abs().max()) < 1.5  # 3 sigma of the noise widens the range
+    assert float(labels[..., 1].std()) > 0.1  # the noise is in the labels, within range
 
 
 def test_training_lowers_the_loss_and_writes_checkpoints(tmp_path):

@@ -1,10 +1,14 @@
 """Which way a reach_around policy's first chunk goes, offline: the share of sampled chunks
 that end right of the post, at start poses of a recording and of an evaluation.
 
-    .venv/bin/python tools/mode_share.py POLICY [--samples 32]
+    .venv/bin/python tools/mode_share.py POLICY [--samples 32] [--settle-s 0.1 0.7]
 
 The demo records every start pose once each way, so a policy that learned the data splits 50/50
-at each of them; README "The demo" has the figures this measured. State-only policies.
+at each of them; README "The demo" has the figures this measured. State-only policies. The
+joints are read from the simulator `--settle-s` after the reset, as the planner's first
+observation would be (the commanded start pose is never one: the arm sags and the idle gripper
+creeps from it), once per settle time given: a policy whose split moves with it reads a cue
+that the time of its first plan sets.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from genpol import robot
 from genpol.jobs.demo import load_preset
 from genpol.planning import vet_policy
 from genpol.sim import tasks
+from genpol.sim.arm import ArmSim
 
 
 def start_seeds(preset: dict, each: int = 5) -> list[int]:
@@ -27,20 +32,26 @@ def start_seeds(preset: dict, each: int = 5) -> list[int]:
         [preset["eval"]["seed"] + 1 + i for i in range(each)]
 
 
-def right_share(policy, seed: int, scene_seed: int, samples: int) -> float:
-    inst = tasks.sample(tasks.REACH_AROUND, seed, scene_seed)
+def right_share(policy, sim: ArmSim, seed: int, scene_seed: int, samples: int,
+                settle_s: float) -> tuple[float, float]:
+    """(share of samples ending right of the post, share going through it)"""
+    inst = sim.reset(seed, tasks.REACH_AROUND, scene_seed)
+    sim.step(settle_s)
     names = list(policy.config.joint_names)
-    q = np.asarray(inst.q_start, float)[[robot.JOINT_NAMES.index(j) for j in names]]
+    q = sim.joint_positions()[[robot.JOINT_NAMES.index(j) for j in names]]
     chunks = policy.predict_chunks(q, num_samples=samples, seed=seed)
     order = [names.index(j) for j in robot.JOINT_NAMES]
     tips = robot.forward_kinematics(chunks[..., order])
-    return float(np.mean(tips[:, -1, 1] < inst.obstacle[1]))
+    through = np.mean([tasks.mode_of(inst, c) == "through" for c in chunks[..., order]])
+    return float(np.mean(tips[:, -1, 1] < inst.obstacle[1])), float(through)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("policy")
     ap.add_argument("--samples", type=int, default=32)
+    ap.add_argument("--settle-s", type=float, nargs="+", default=[0.1],
+                    help="seconds from the reset to the observation (several: one line each)")
     args = ap.parse_args()
     preset = load_preset()  # config/demo.yaml: its layout and start poses
     starts = start_seeds(preset)
@@ -48,10 +59,16 @@ def main() -> None:
     policy = vet_policy(args.policy)
     if policy.config.cameras:
         raise SystemExit(f"{args.policy} reads cameras; this measures state-only policies")
-    shares = [right_share(policy, s, preset["scene_seed"], args.samples) for s in starts]
-    print(" ".join(f"{s}:{v:.2f}" for s, v in zip(starts, shares, strict=True)))
-    print(f"{args.policy}: first chunks going right {np.mean(shares):.2f} "
-          f"({args.samples} samples at each of {len(starts)} start poses)")
+    with ArmSim() as sim:
+        for settle in args.settle_s:
+            rows = [right_share(policy, sim, s, preset["scene_seed"], args.samples, settle)
+                    for s in starts]
+            shares, through = (np.array(c) for c in zip(*rows, strict=True))
+            print(" ".join(f"{s}:{v:.2f}" for s, v in zip(starts, shares, strict=True)))
+            print(f"{args.policy}: first chunks going right {np.mean(shares):.2f}, through "
+                  f"the post {np.mean(through):.2f} "
+                  f"({args.samples} samples at each of {len(starts)} start poses, observed "
+                  f"{settle:g} s after the reset)")
 
 
 if __name__ == "__main__":

@@ -184,12 +184,19 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
 
     torch.manual_seed(tcfg.seed)  # same initial weights on every rank
     policy = make_policy(config)
+    # each joint's own spread (not the normaliser's floored one), at least the floor
+    noise = np.maximum(data.state.std(0) * tcfg.state_noise, tcfg.state_noise_floor)
     # relative chunks are normalised by the spread of the offsets, not of the targets
     stats = compute_stats(data.state, to_frame(data.action, data.state, config.action_frame))
+    if config.action_frame != "absolute":
+        # a chunk is relative to the noisy reading the net saw, so its offsets spread wider by
+        # the noise: a still joint's (offsets within 0.03 mrad) would otherwise land far
+        # outside [-1, 1], and their loss swamp the rest
+        reach = 3.0 * np.atleast_2d(noise)[-1, :config.action_dim]
+        stats["action_min"] = (stats["action_min"] - reach).astype(np.float32)
+        stats["action_max"] = (stats["action_max"] + reach).astype(np.float32)
     policy.set_stats(stats)
-    # each joint's own spread (not the normaliser's floored one), at least the floor
-    noise_std = torch.from_numpy(np.maximum(data.state.std(0) * tcfg.state_noise,
-                                            tcfg.state_noise_floor)).float().to(device)
+    noise_std = torch.from_numpy(noise).float().to(device)
     noisy = bool((noise_std > 0).any())
     policy.to(device).train()
     model: torch.nn.Module = policy
