@@ -215,7 +215,8 @@ def test_relative_chunks_of_a_still_joint_stay_in_range_under_the_floor():
     cfg = config_for_data("mse", d, hidden_dim=16, action_frame="relative")
     policy = train(cfg, d, TrainConfig(steps=1, batch_size=16, progress=False,
                                        state_noise_floor=0.01)).policy
-    noisy = torch.from_numpy(d.state) + 0.01 * torch.randn(256, 3, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    noisy = torch.from_numpy(d.state) + 0.01 * torch.randn(256, 3, generator=gen)
     labels = policy.normalizer.normalize_action(
         torch.from_numpy(d.action) - noisy[:, None, :2])
     assert float(labels.abs().max()) < 1.5  # 3 sigma of the noise widens the range
