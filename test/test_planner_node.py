@@ -346,3 +346,32 @@ def test_an_unexpected_error_in_planning_is_reported_and_planning_goes_on(ros, c
         assert chunks.wait(3, timeout=10), "planning stopped after the error"
         assert len(calls) > 1
         assert node.status()["warnings"].get("planning failed: RuntimeError") == 1
+
+
+def test_a_frame_rendered_before_a_reset_is_not_planned_on(ros, checkpoints):
+    """A frame of the last episode still in flight when the reset comes shows the old scene: a
+    vision policy would choose the new episode's path from it. Joint states from before the
+    reset were already refused; frames now are too."""
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+
+    node = PlannerNode(parameter_overrides=[
+        Parameter("policy_path", value=checkpoints["good"]), Parameter("cpu_threads", value=0),
+        Parameter("camera_topics", value=["front=/camera/image_raw"])])
+    try:
+        def frame(stamp_ns):
+            msg = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
+            return msg
+
+        before = node.get_clock().now().nanoseconds
+        node._on_image("front", frame(before))
+        assert "front" in node._images  # no reset yet: taken
+        node._on_reset(Trigger.Request(), Trigger.Response())
+        assert node._images == {}
+        node._on_image("front", frame(before))  # rendered before the reset, arriving after it
+        assert node._images == {}
+        node._on_image("front", frame(node.get_clock().now().nanoseconds))
+        assert node._images["front"].shape == (2, 2, 3)
+    finally:
+        node.destroy_node()

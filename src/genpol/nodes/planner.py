@@ -259,6 +259,8 @@ class PlannerNode(Node):
             self._warn(f"camera {camera}: {exc}")
             return
         with self._lock:
+            if stamp_s(msg.header.stamp) < self._reset_time:
+                return  # rendered before the reset: the last episode's scene, still in flight
             self._images[camera] = img
 
     # ---- inference thread ---------------------------------------------------------------------
