@@ -33,15 +33,16 @@ def test_bringup_reaches_around_the_obstacle(ros, reach_policy, tmp_path):
     # `genpol bringup` under the supervisor the jobs use: stop() is Ctrl-C first (SIGINT), and
     # only a bringup that ignores it gets SIGTERM, then SIGKILL.
     supervisor = Supervisor(tmp_path, grace=20.0, tag="test")
+    # The probe listens before the graph starts: subscribing after it, on a busy host the probe
+    # was once first heard from sim_arm when the arm was already 4 cm from the target.
+    probe = rclpy.create_node("probe")
+    states = TopicCollector(probe, JointState, "/joint_states")
     supervisor.start("bringup", [
         sys.executable, "-m", "genpol.cli", "bringup", f"policy_path:={reach_policy.path}",
         "executor_mode:=latest", f"seed:={seed}", f"scene_seed:={reach_policy.scene_seed}"])
-    probe = rclpy.create_node("probe")
-    states = TopicCollector(probe, JointState, "/joint_states")
     try:
         with spinning(probe):
             assert states.wait(10, timeout=60), "no /joint_states from sim_arm"
-            # the first state heard: the planner may be moving the arm by the time ten came
             start = _tip(states.messages[0])
             assert np.linalg.norm(start - task.target) > 0.1
 
