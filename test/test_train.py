@@ -132,22 +132,25 @@ def test_state_noise_follows_each_joints_spread_and_spares_still_joints():
     assert torch.equal(out[:, 2], state[:, 2])
 
 
-def test_state_noise_changes_the_inputs_the_model_sees_not_the_labels():
+def first_batch(d, cfg, **kw):
+    """The state and action of the first minibatch the policy's loss sees, training cfg on d."""
     seen = []
+    cls = type(make_policy(cfg))
+    policy_forward = cls.forward
 
-    def first_batch(**kw):
-        cfg = config_for_data("mse", data(), hidden_dim=16)
-        policy_forward = type(make_policy(cfg)).forward
+    def spy(self, batch):
+        seen.append({k: batch[k].clone() for k in ("state", "action")})
+        return policy_forward(self, batch)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cls, "forward", spy)
+        train(cfg, d, TrainConfig(steps=1, progress=False, **kw))
+    return seen[-1]
 
-        def spy(self, batch):
-            seen.append({k: batch[k].clone() for k in ("state", "action")})
-            return policy_forward(self, batch)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(type(make_policy(cfg)), "forward", spy)
-            train(cfg, data(), TrainConfig(steps=1, batch_size=16, progress=False, **kw))
-        return seen[-1]
 
-    clean, noisy = first_batch(), first_batch(state_noise=0.1)
+def test_state_noise_changes_the_inputs_the_model_sees_not_the_labels():
+    cfg = config_for_data("mse", data(), hidden_dim=16)
+    clean = first_batch(data(), cfg, batch_size=16)
+    noisy = first_batch(data(), cfg, batch_size=16, state_noise=0.1)
     assert torch.equal(clean["action"], noisy["action"])  # same rows drawn, labels untouched
     shift = (noisy["state"] - clean["state"]).abs()
     assert 0 < shift.max() < 0.1 * 5 * float(data().state.std(0).max())
@@ -182,24 +185,15 @@ def test_state_noise_floor_keeps_a_sub_resolution_reading_from_choosing_the_mode
 
 
 def test_state_noise_floor_reaches_joints_that_never_move():
-    seen = []
+    d = cue_data()
+    d.state[:, 2] = 0.0  # a still joint: no spread, so state_noise alone gives it none
+    cfg = config_for_data("mse", d, hidden_dim=16)
 
-    def first_batch(**kw):
-        d = cue_data()
-        d.state[:, 2] = 0.0  # a still joint: no spread, so state_noise alone gives it none
-        cfg = config_for_data("mse", d, hidden_dim=16)
-        policy_forward = type(make_policy(cfg)).forward
+    def still_joint(**kw):
+        return first_batch(d, cfg, batch_size=256, **kw)["state"][:, 2]
 
-        def spy(self, batch):
-            seen.append(batch["state"].clone())
-            return policy_forward(self, batch)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(type(make_policy(cfg)), "forward", spy)
-            train(cfg, d, TrainConfig(steps=1, batch_size=256, progress=False, **kw))
-        return seen[-1][:, 2]
-
-    assert torch.equal(first_batch(state_noise=0.5), torch.zeros(256))
-    still = first_batch(state_noise_floor=0.01)
+    assert torch.equal(still_joint(state_noise=0.5), torch.zeros(256))
+    still = still_joint(state_noise_floor=0.01)
     assert 0.008 < float(still.std()) < 0.012
 
 

@@ -45,9 +45,8 @@ def right_share(policy, sim: ArmSim, seed: int, preset: dict, samples: int,
     _, height, width = policy.config.image_shape
     images = {cam: sim.render(cam, width, height) for cam in policy.config.cameras}
     chunks = policy.predict_chunks(q, images or None, num_samples=samples, seed=seed)
-    order = [names.index(j) for j in robot.JOINT_NAMES]
-    tips = robot.forward_kinematics(chunks[..., order])
-    through = np.mean([tasks.mode_of(inst, c) == "through" for c in chunks[..., order]])
+    tips = robot.forward_kinematics(chunks[..., [names.index(j) for j in robot.JOINT_NAMES]])
+    through = np.mean([tasks.mode_of(inst, path) == "through" for path in tips])
     return float(np.mean(tips[:, -1, 1] < inst.obstacle[1])), float(through)
 
 

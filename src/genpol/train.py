@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from genpol.data.arrays import ChunkData, DataError, history_rows
 from genpol.policies import Policy, PolicyConfig, make_policy, save_policy
 from genpol.policies.acceleration import allow_tf32, set_threads
-from genpol.policies.action_frame import to_frame
+from genpol.policies.action_frame import current_joints, to_frame
 from genpol.policies.config import ConfigError
 from genpol.policies.denoising import gaussian_noise
 from genpol.policies.normalize import compute_stats
@@ -192,12 +192,12 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
         # a chunk is relative to the noisy reading the net saw, so its offsets spread wider by
         # the noise: a still joint's (offsets within 0.03 mrad) would otherwise land far
         # outside [-1, 1], and their loss swamp the rest
-        reach = 3.0 * np.atleast_2d(noise)[-1, :config.action_dim]
+        reach = 3.0 * current_joints(noise[None], config.action_dim)[0]
         stats["action_min"] = (stats["action_min"] - reach).astype(np.float32)
         stats["action_max"] = (stats["action_max"] + reach).astype(np.float32)
     policy.set_stats(stats)
     noise_std = torch.from_numpy(noise).float().to(device)
-    noisy = bool((noise_std > 0).any())
+    noisy = bool(noise.any())
     policy.to(device).train()
     model: torch.nn.Module = policy
     if world > 1:
