@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from genpol.data.arrays import ChunkData, DataError, history_rows
 from genpol.policies import Policy, PolicyConfig, make_policy, save_policy
 from genpol.policies.acceleration import allow_tf32, set_threads
-from genpol.policies.action_frame import current_joints, to_frame
+from genpol.policies.action_frame import to_frame
 from genpol.policies.config import ConfigError
 from genpol.policies.denoising import gaussian_noise
 from genpol.policies.normalize import compute_stats
@@ -188,13 +188,6 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
     noise = np.maximum(data.state.std(0) * tcfg.state_noise, tcfg.state_noise_floor)
     # relative chunks are normalised by the spread of the offsets, not of the targets
     stats = compute_stats(data.state, to_frame(data.action, data.state, config.action_frame))
-    if config.action_frame != "absolute":
-        # a chunk is relative to the noisy reading the net saw, so its offsets spread wider by
-        # the noise: a still joint's (offsets within 0.03 mrad) would otherwise land far
-        # outside [-1, 1], and their loss swamp the rest
-        reach = 3.0 * current_joints(noise[None], config.action_dim)[0]
-        stats["action_min"] = (stats["action_min"] - reach).astype(np.float32)
-        stats["action_max"] = (stats["action_max"] + reach).astype(np.float32)
     policy.set_stats(stats)
     noise_std = torch.from_numpy(noise).float().to(device)
     noisy = bool(noise.any())
@@ -229,7 +222,8 @@ def train(config: PolicyConfig, data: ChunkData, tcfg: TrainConfig | None = None
             batch = _batch(tensors, tcfg.batch_size, rng, device, tcfg.image_shift)
         else:
             batch = _assemble(tensors, *next(draws), device)
-        if noisy:
+        if noisy:  # relative labels stay offsets from the true state (policies.base)
+            batch["frame_state"] = batch["state"]
             batch["state"] = jitter(batch["state"], noise_std, rng)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, info = model(batch)

@@ -84,12 +84,15 @@ class Policy(nn.Module):
         return self.compute_loss(batch)
 
     def compute_loss(self, batch: Obs) -> tuple[torch.Tensor, dict[str, float]]:
-        """batch: state, images, action (B, H, A) and optionally action_is_pad (B, H) bool."""
+        """batch: state, images, action (B, H, A) and optionally action_is_pad (B, H) bool and
+        frame_state: the state before training's input noise. Relative chunks are offsets from
+        it: the noise stands for the sensor's error, which labels taken from the noisy reading
+        would copy into every chunk (rougher seams between chunks, wider offsets)."""
         obs = self._prepare_obs(batch)
         b = obs["state"].shape[0]
         action = to_frame(self._check_action(batch["action"], b),
-                          torch.as_tensor(batch["state"], dtype=torch.float32,
-                                          device=self.device),
+                          torch.as_tensor(batch.get("frame_state", batch["state"]),
+                                          dtype=torch.float32, device=self.device),
                           self.config.action_frame)
         action = self.normalizer.normalize_action(action)
         is_pad = self._check_pad(batch.get("action_is_pad"), b)
