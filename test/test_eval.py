@@ -86,7 +86,9 @@ def test_success_after_push_counts_pushed_episodes_only():
     s = summarize(eps, MODES)
     assert s["pushed_episodes"] == 2 and s["success_after_push"] == 0.5
     assert s["success_rate"] == 0.5  # still over all episodes
-    assert "success after push 0.50 (2 pushed episodes)" in format_table(s, eps)
+    assert s["recovery_after_push_s"] == pytest.approx(3.0 - 1.02)  # the pushed success only
+    assert "success after push 0.50 (2 pushed episodes), 1.98 s from the push to the target" \
+        in format_table(s, eps)
     assert eps[1].row()["pushed_at_s"] == 1.02
     # The push's sim time comes from sim_arm's statuses (absent keys: an older sim_arm).
     statuses = [{"time_s": 0.9, "pushes": 0, "pushed_at_s": None}, {"time_s": 1.0},

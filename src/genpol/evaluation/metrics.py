@@ -162,6 +162,11 @@ def summarize(episodes: Sequence[EpisodeOutcome], task_modes: Sequence[str]) -> 
         "pushed_episodes": len(pushed),
         # None when no episode was pushed (none asked for, or all ended before the push)
         "success_after_push": _mean([float(e.success) for e in pushed]),
+        # how long a pushed arm took from the push to the target: where both recover (the
+        # servos pull a shoved arm back toward its set points), the speed of the recovery is
+        # what replanning buys
+        "recovery_after_push_s": _mean([e.duration_s - e.pushed_at_s for e in pushed
+                                        if e.success and e.pushed_at_s is not None]),
         "mode_switch_rate": sum(e.mode_switched for e in episodes) / n,
         "chunk_rate_hz": _mean([e.chunk_rate_hz for e in episodes
                                 if e.chunk_rate_hz is not None]),
@@ -215,8 +220,11 @@ def format_table(figures: Mapping[str, Any], episodes: Sequence[EpisodeOutcome]
         lines.append(f"jerk at seams    {figures['seam_jerk_rms']:.0f} rad/s^3 RMS within 100 ms "
                      f"of a chunk switch" + (f", {ratio:.2f}x elsewhere" if ratio else ""))
     if figures.get("pushed_episodes"):
+        recovery = figures.get("recovery_after_push_s")
         lines.append(f"success after push {figures['success_after_push']:.2f} "
-                     f"({figures['pushed_episodes']} pushed episodes)")
+                     f"({figures['pushed_episodes']} pushed episodes)" + (
+                         f", {recovery:.2f} s from the push to the target"
+                         if recovery is not None else ""))
     return "\n".join(lines)
 
 
