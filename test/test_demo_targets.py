@@ -15,3 +15,16 @@ def test_demo_targets_name_each_target_and_fail_below_each_bar():
         assert not demo_targets({**f, key: low}, 500.0)[name]["met"]
     assert not demo_targets({**f, "chunk_rate_hz": None}, 500.0)["chunk_rate_hz"]["met"]
     assert not demo_targets(f, 700.0)["wall_s"]["met"]
+
+
+def test_the_demo_preset_trains_binned_on_absolute_chunks_and_the_rest_on_relative():
+    from genpol import presets
+    from genpol.jobs.demo import load_preset, policy_settings
+
+    p = load_preset()
+    frames = {f: policy_settings(p, f, presets.policy(f))["action_frame"]
+              for f in ("flow", "diffusion", "cvae", "binned")}
+    assert frames == {"flow": "relative", "diffusion": "relative", "cvae": "relative",
+                      "binned": "absolute"}
+    assert policy_settings(p, "binned", presets.policy("binned"))["n_bins"] == \
+        presets.policy("binned")["n_bins"]  # the family's own values stay
