@@ -22,9 +22,9 @@ def test_the_demo_preset_trains_binned_on_absolute_chunks_and_the_rest_on_relati
     from genpol.jobs.demo import load_preset, policy_settings
 
     p = load_preset()
-    frames = {f: policy_settings(p, f, presets.policy(f))["action_frame"]
+    frames = {f: policy_settings(p, f)["action_frame"]
               for f in ("flow", "diffusion", "cvae", "binned")}
     assert frames == {"flow": "relative", "diffusion": "relative", "cvae": "relative",
                       "binned": "absolute"}
-    assert policy_settings(p, "binned", presets.policy("binned"))["n_bins"] == \
+    assert policy_settings(p, "binned")["n_bins"] == \
         presets.policy("binned")["n_bins"]  # the family's own values stay

@@ -132,19 +132,25 @@ def test_state_noise_follows_each_joints_spread_and_spares_still_joints():
     assert torch.equal(out[:, 2], state[:, 2])
 
 
-def first_batch(d, cfg, **kw):
-    """The state and action of the first minibatch the policy's loss sees, training cfg on d."""
+def first_call(d, cfg, method, take, **kw):
+    """take(*args) of the policy's `method` on the first step of training cfg on d."""
     seen = []
     cls = type(make_policy(cfg))
-    policy_forward = cls.forward
+    original = getattr(cls, method)
 
-    def spy(self, batch):
-        seen.append({k: batch[k].clone() for k in ("state", "action")})
-        return policy_forward(self, batch)
+    def spy(self, *args):
+        seen.append(take(*args))
+        return original(self, *args)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cls, "forward", spy)
+        mp.setattr(cls, method, spy)
         train(cfg, d, TrainConfig(steps=1, progress=False, **kw))
     return seen[-1]
+
+
+def first_batch(d, cfg, **kw):
+    """The state and action of the first minibatch the policy's loss sees, training cfg on d."""
+    return first_call(d, cfg, "forward",
+                      lambda batch: {k: batch[k].clone() for k in ("state", "action")}, **kw)
 
 
 def test_state_noise_changes_the_inputs_the_model_sees_not_the_labels():
@@ -207,18 +213,9 @@ def test_relative_labels_are_offsets_from_the_true_state_not_the_noisy_reading()
     d.action = d.action + d.state[:, None, :2]
     d.action[..., 1] = d.state[:, None, 1] + 1e-5  # the still joint: held where it is
     cfg = config_for_data("mse", d, hidden_dim=16, action_frame="relative")
-    seen = []
-    cls = type(make_policy(cfg))
-    policy_loss = cls._loss
-
-    def spy(self, obs, action, is_pad):
-        seen.append((obs["state"].clone(), action.clone()))
-        return policy_loss(self, obs, action, is_pad)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cls, "_loss", spy)
-        train(cfg, d, TrainConfig(steps=1, batch_size=64, progress=False,
-                                  state_noise_floor=0.01))
-    state, labels = seen[-1]
+    state, labels = first_call(d, cfg, "_loss",
+                               lambda obs, action, is_pad: (obs["state"].clone(), action.clone()),
+                               batch_size=64, state_noise_floor=0.01)
     assert float(state.std(0)[2]) > 0.5  # the still joint's input is noisy (normalised)
     assert float(labels.abs().max()) <= 1.0 + 1e-4  # labels within the data's range
     assert float(labels[..., 1].std()) < 0.05  # and the still joint's hold one offset

@@ -97,16 +97,17 @@ def targets(rows: list[dict[str, Any]], family: str = "flow") -> dict[str, Any]:
     slow = _find(rows, family, "latest@1Hz", push=True)
     value = pushed["figures"]["success_after_push"] if pushed else None
     theirs = slow["figures"]["success_after_push"] if slow else None
-    recover = [(r["figures"].get("recovery_after_push_s") if r else None)
-               for r in (pushed, slow)]
     out["rtc_success_after_push"] = target(
         value, f">= {SUCCESS_PUSHED_MIN} and above latest@1Hz's ({theirs})",
         value is not None and theirs is not None and value >= SUCCESS_PUSHED_MIN
         and value > theirs,
-        "from the push to the target: " + ", ".join(
-            f"{name} {'-' if s is None else f'{s:.2f} s'}"
-            for name, s in zip(("rtc@max", "latest@1Hz"), recover, strict=True)))
+        f"from the push to the target: rtc@max {_recovery(pushed)}, latest@1Hz {_recovery(slow)}")
     return out
+
+
+def _recovery(row: dict | None) -> str:
+    seconds = row["figures"].get("recovery_after_push_s") if row else None
+    return "-" if seconds is None else f"{seconds:.2f} s"
 
 
 def all_targets(rows: list[dict[str, Any]], families: list[str]) -> dict[str, Any]:

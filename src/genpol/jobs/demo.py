@@ -64,25 +64,26 @@ def build(p: dict[str, Any], bags: Path, dataset: Path, progress: bool):
                          progress=progress)
 
 
-def policy_settings(p: dict[str, Any], family: str, base: dict[str, Any]) -> dict[str, Any]:
-    """`base` (the family's presets.yaml values) under the preset's `policy`, under its
+def policy_settings(p: dict[str, Any], family: str) -> dict[str, Any]:
+    """The family's presets.yaml values under the preset's `policy`, under its
     `policy_by_family` entry for `family`: one family may differ from the rest."""
-    return base | (p.get("policy") or {}) | ((p.get("policy_by_family") or {}).get(family) or {})
+    from genpol import presets
+
+    return (presets.policy(family) | (p.get("policy") or {})
+            | ((p.get("policy_by_family") or {}).get(family) or {}))
 
 
 def train_policy(p: dict[str, Any], family: str, dataset: Path, out_dir: Path, progress: bool,
                  steps: int | None = None, cameras: list[str] | None = None):
     """A `family` policy with the preset's training settings (`genpol train`), on the preset's
     `cameras` and joint states (`cameras` given: on those instead; [] is joint states only)."""
-    from genpol import presets
     from genpol.data.sources import load_chunks
     from genpol.train import TrainConfig, config_for_data, train
 
     tr = p["train"]
     cams = list(p.get("cameras") or []) if cameras is None else list(cameras)
     data = load_chunks(dataset)
-    config = config_for_data(family, data, cameras=cams,
-                             **policy_settings(p, family, presets.policy(family)))
+    config = config_for_data(family, data, cameras=cams, **policy_settings(p, family))
     # every key of the preset's `train` is a TrainConfig field (a wrong one fails here, by name)
     tcfg = TrainConfig(**(tr | {"steps": steps or tr["steps"]}), device="auto", progress=progress)
     return train(config, data, tcfg, out_dir=out_dir)
